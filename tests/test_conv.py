@@ -1,0 +1,205 @@
+"""conv2d / conv2d_backward against the plain-loop oracle and finite differences."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import oracle
+import xpconv
+from conftest import assert_close, random_array
+
+# (N, C, H, W, O, kh, kw, stride, padding, dilation, groups)
+CONFIGS = [
+    pytest.param((2, 3, 6, 6, 4, 3, 3, 1, 1, 1, 1), id="3x3-pad1"),
+    pytest.param((3, 1, 8, 8, 4, 5, 5, 1, "same", 1, 1), id="book-5x5-same"),
+    pytest.param((2, 2, 7, 5, 3, 2, 2, 1, 0, 1, 1), id="even-kernel-nonsquare"),
+    pytest.param((2, 3, 6, 9, 4, 2, 3, 1, "same", 1, 1), id="same-even-rect"),
+    pytest.param((2, 2, 7, 8, 2, 4, 2, 1, "same", (2, 1), 1), id="same-dilated-even"),
+    pytest.param((2, 3, 9, 7, 2, 3, 2, (2, 3), (1, 2), 1, 1), id="stride-rect-pad"),
+    pytest.param((2, 2, 9, 9, 3, 3, 3, 2, 0, 2, 1), id="stride-dilation"),
+    pytest.param((2, 4, 6, 7, 6, 3, 1, 1, (0, 1), (1, 2), 2), id="groups-2"),
+    pytest.param((3, 4, 7, 7, 4, 3, 3, 1, 1, 1, 4), id="depthwise"),
+    pytest.param((2, 3, 6, 6, 6, 3, 3, 2, 1, 1, 3), id="depthwise-multiplier"),
+    pytest.param((2, 5, 4, 6, 3, 1, 1, 1, 0, 1, 1), id="pointwise"),
+    pytest.param((2, 4, 5, 5, 4, 1, 1, 2, 1, 1, 2), id="1x1-stride-pad-groups"),
+    pytest.param((1, 2, 5, 6, 3, 5, 6, 1, "valid", 1, 1), id="kernel-equals-input"),
+    pytest.param((2, 2, 8, 7, 3, 3, 3, 3, 0, 1, 1), id="stride-leaves-edge"),
+]
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _resolve(cfg):
+    n, c, h, w, o, kh, kw, s, p, d, g = cfg
+    stride, dilation = _pair(s), _pair(d)
+    if p == "same":
+        pad = oracle.same_padding((kh, kw), dilation)
+    elif p == "valid":
+        pad = (0, 0, 0, 0)
+    else:
+        ph, pw = _pair(p)
+        pad = (ph, ph, pw, pw)
+    return stride, pad, dilation
+
+
+def _make(rng, cfg, dtype):
+    n, c, h, w, o, kh, kw, s, p, d, g = cfg
+    x = random_array(rng, (n, c, h, w), dtype)
+    wt = random_array(rng, (o, c // g, kh, kw), dtype)
+    b = random_array(rng, (o,), dtype)
+    return x, wt, b, dict(stride=s, padding=p, dilation=d, groups=g)
+
+
+def check_against_oracle(rng, cfg, dtype, to=lambda a: a):
+    x, wt, b, kw = _make(rng, cfg, dtype)
+    stride, pad, dilation = _resolve(cfg)
+    groups = kw["groups"]
+    ref_y = oracle.conv2d(x, wt, b, stride, pad, dilation, groups)
+    y = xpconv.conv2d(to(x), to(wt), to(b), **kw)
+    assert type(y) is type(to(x))
+    assert_close(y, ref_y, dtype, "forward")
+    go = random_array(rng, ref_y.shape, dtype)
+    dx, dw, db = oracle.conv2d_grads(go, x, wt, stride, pad, dilation, groups)
+    grads = xpconv.conv2d_backward(to(go), to(x), to(wt), **kw)
+    assert all(type(a) is type(to(x)) for a in grads)
+    assert_close(grads.input, dx, dtype, "grad input")
+    assert_close(grads.weight, dw, dtype, "grad weight")
+    assert_close(grads.bias, db, dtype, "grad bias")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_conv2d_matches_oracle(rng, cfg, dtype):
+    check_against_oracle(rng, cfg, dtype)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS[:4] + CONFIGS[7:9])
+def test_conv2d_finite_differences(rng, cfg):
+    """Central differences of L = sum(go * conv2d(x, w, b)) at random entries of x, w, b."""
+    x, wt, b, kw = _make(rng, cfg, np.float64)
+    go = random_array(rng, xpconv.conv2d(x, wt, b, **kw).shape)
+    grads = xpconv.conv2d_backward(go, x, wt, **kw)
+
+    def loss(x_, w_, b_):
+        return float(np.sum(go * xpconv.conv2d(x_, w_, b_, **kw)))
+
+    eps = 1e-6
+    for k, (arr, grad) in enumerate([(x, grads.input), (wt, grads.weight), (b, grads.bias)]):
+        for flat in rng.choice(arr.size, size=min(arr.size, 8), replace=False):
+            idx = np.unravel_index(flat, arr.shape)
+            plus, minus = [a.copy() for a in (x, wt, b)], [a.copy() for a in (x, wt, b)]
+            plus[k][idx] += eps
+            minus[k][idx] -= eps
+            numeric = (loss(*plus) - loss(*minus)) / (2 * eps)
+            assert abs(numeric - grad[idx]) <= 1e-6 * max(1.0, abs(numeric)), (k, idx, numeric, grad[idx])
+
+
+@st.composite
+def conv_configs(draw):
+    groups = draw(st.integers(1, 3))
+    c = groups * draw(st.integers(1, 2))
+    o = groups * draw(st.integers(1, 2))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = draw(st.one_of(
+        st.integers(0, 2),
+        st.tuples(st.integers(0, 2), st.integers(0, 2)),
+        st.sampled_from(["valid", "same"]),
+    ))
+    stride = (1, 1) if padding == "same" else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    # The input must be at least as large as the dilated kernel once padded.
+    h = draw(st.integers(dilation[0] * (kh - 1) + 1, 9))
+    w = draw(st.integers(dilation[1] * (kw - 1) + 1, 9))
+    n = draw(st.integers(1, 3))
+    return (n, c, h, w, o, kh, kw, stride, padding, dilation, groups)
+
+
+@given(cfg=conv_configs(), seed=st.integers(0, 2**32 - 1))
+def test_conv2d_property_matches_oracle(cfg, seed):
+    check_against_oracle(np.random.default_rng(seed), cfg, np.float64)
+
+
+def test_matches_torch_layout_example():
+    """A hand-computed case: a 2x2 kernel slides without flipping (cross-correlation)."""
+    x = np.arange(9, dtype=np.float64).reshape(1, 1, 3, 3)
+    w = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
+    y = xpconv.conv2d(x, w)
+    # top-left window [[0, 1], [3, 4]] . [[1, 2], [3, 4]] = 0 + 2 + 9 + 16 = 27
+    np.testing.assert_array_equal(y[0, 0], [[27.0, 37.0], [57.0, 67.0]])
+
+
+@pytest.mark.parametrize("workspace", [1, 3000, 10**9])
+def test_workspace_chunking_gives_same_result(rng, workspace):
+    cfg = (7, 3, 6, 5, 4, 3, 3, 1, 1, 1, 1)
+    x, wt, b, kw = _make(rng, cfg, np.float64)
+    stride, pad, dilation = _resolve(cfg)
+    go = random_array(rng, (7, 4, 6, 5))
+    y = xpconv.conv2d(x, wt, b, workspace_bytes=workspace, **kw)
+    assert_close(y, oracle.conv2d(x, wt, b, stride, pad, dilation, 1), np.float64)
+    grads = xpconv.conv2d_backward(go, x, wt, workspace_bytes=workspace, **kw)
+    dx, dw, db = oracle.conv2d_grads(go, x, wt, stride, pad, dilation, 1)
+    assert_close(grads.input, dx, np.float64)
+    assert_close(grads.weight, dw, np.float64)
+
+
+def test_empty_batch(rng):
+    x = np.empty((0, 3, 6, 6), np.float32)
+    wt = random_array(rng, (4, 3, 3, 3), np.float32)
+    b = random_array(rng, (4,), np.float32)
+    y = xpconv.conv2d(x, wt, b, padding=1)
+    assert y.shape == (0, 4, 6, 6) and y.dtype == np.float32
+    grads = xpconv.conv2d_backward(np.empty((0, 4, 6, 6), np.float32), x, wt, padding=1)
+    assert grads.input.shape == (0, 3, 6, 6)
+    np.testing.assert_array_equal(grads.weight, np.zeros((4, 3, 3, 3), np.float32))
+    np.testing.assert_array_equal(grads.bias, np.zeros(4, np.float32))
+    assert grads.weight.dtype == grads.bias.dtype == np.float32
+
+
+def test_nan_stays_in_its_sample(rng):
+    x = random_array(rng, (3, 2, 6, 6))
+    x[1, 0, 2, 3] = np.nan
+    wt = random_array(rng, (3, 2, 3, 3))
+    y = xpconv.conv2d(x, wt, padding=1)
+    assert np.isnan(y[1]).any()
+    assert np.isfinite(y[[0, 2]]).all()
+    go = random_array(rng, y.shape)
+    go[2, 1, 0, 0] = np.nan
+    grads = xpconv.conv2d_backward(go, np.nan_to_num(x), wt, padding=1)
+    assert np.isnan(grads.input[2]).any()
+    assert np.isfinite(grads.input[[0, 1]]).all()
+
+
+def test_inputs_are_not_modified(rng):
+    x, wt, b, kw = _make(rng, (2, 2, 5, 5, 2, 3, 3, 1, 1, 1, 1), np.float32)
+    go = random_array(rng, (2, 2, 5, 5), np.float32)
+    copies = [a.copy() for a in (x, wt, b, go)]
+    xpconv.conv2d(x, wt, b, **kw)
+    xpconv.conv2d_backward(go, x, wt, **kw)
+    for before, after in zip(copies, (x, wt, b, go)):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_non_contiguous_inputs(rng):
+    x = random_array(rng, (5, 6, 4, 3)).transpose(0, 3, 2, 1)  # (5, 3, 4, 6), strided
+    wt = random_array(rng, (2, 3, 2, 2))
+    ref = oracle.conv2d(np.ascontiguousarray(x), wt, None, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    assert_close(xpconv.conv2d(x, wt), ref, np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_dtype_is_preserved(rng, dtype):
+    x, wt, b, kw = _make(rng, (2, 2, 5, 5, 3, 3, 3, 1, 1, 1, 1), dtype)
+    y = xpconv.conv2d(x, wt, b, **kw)
+    grads = xpconv.conv2d_backward(random_array(rng, y.shape, dtype), x, wt, **kw)
+    assert y.dtype == dtype
+    assert {a.dtype for a in grads} == {np.dtype(dtype)}
+
+
+def test_with_bias_false(rng):
+    x, wt, _, kw = _make(rng, (1, 2, 4, 4, 2, 3, 3, 1, 0, 1, 1), np.float64)
+    grads = xpconv.conv2d_backward(random_array(rng, (1, 2, 2, 2)), x, wt, with_bias=False, **kw)
+    assert grads.bias is None
+    assert isinstance(grads, xpconv.Gradients)

@@ -1,0 +1,98 @@
+"""Patch extraction (im2col) and its adjoint (col2im), written once against ``xp``.
+
+Both loop only over the ``kh × kw`` kernel offsets; each offset is one strided slice of
+the padded input, so no Python loop ever runs over output positions.  For kernel offset
+``(i, j)`` the output pixel ``(p, q)`` reads padded-input pixel ``(p·sh + i·dh, q·sw + j·dw)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Every size of one convolution, computed once from the shapes and hyperparameters."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    o: int
+    kh: int
+    kw: int
+    groups: int
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    pad: tuple[int, int, int, int]  # (top, bottom, left, right)
+
+    @property
+    def padded(self) -> tuple[int, int]:
+        top, bottom, left, right = self.pad
+        return self.h + top + bottom, self.w + left + right
+
+    @property
+    def out(self) -> tuple[int, int]:
+        """Output size: ``(H + pad - dilation·(k - 1) - 1) // stride + 1`` per axis."""
+        hp, wp = self.padded
+        oh = (hp - self.dilation[0] * (self.kh - 1) - 1) // self.stride[0] + 1
+        ow = (wp - self.dilation[1] * (self.kw - 1) - 1) // self.stride[1] + 1
+        return oh, ow
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.o, *self.out)
+
+    @property
+    def is_pointwise(self) -> bool:
+        """A 1×1 kernel, stride 1, no padding: the patches are the input itself."""
+        return (self.kh, self.kw, self.stride) == (1, 1, (1, 1)) and not any(self.pad)
+
+    def window(self, i: int, j: int) -> tuple[slice, slice]:
+        """Rows and columns of the padded input that kernel offset ``(i, j)`` touches."""
+        (oh, ow), (sh, sw), (dh, dw) = self.out, self.stride, self.dilation
+        return (
+            slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+            slice(j * dw, j * dw + sw * (ow - 1) + 1, sw),
+        )
+
+
+def pad_input(xp, x, g: ConvGeometry):
+    """Zero-pad an NCHW batch: (B, C, H, W) -> (B, C, H + top + bottom, W + left + right)."""
+    top, bottom, left, right = g.pad
+    if not any(g.pad):
+        return x
+    return xp.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+
+
+def im2col(xp, x_pad, g: ConvGeometry):
+    """Patches of a padded batch: (B, C, Hp, Wp) -> (B, C, kh, kw, oh, ow)."""
+    oh, ow = g.out
+    b = x_pad.shape[0]
+    if g.is_pointwise:
+        return x_pad.reshape(b, g.c, 1, 1, oh, ow)  # (B, C, H, W) -> (B, C, 1, 1, H, W), a view
+    cols = xp.empty((b, g.c, g.kh, g.kw, oh, ow), dtype=x_pad.dtype)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            rows, columns = g.window(i, j)
+            cols[:, :, i, j] = x_pad[:, :, rows, columns]  # (B, C, oh, ow) window for offset (i, j)
+    return cols
+
+
+def col2im(xp, cols, g: ConvGeometry):
+    """Adjoint of :func:`im2col`: (B, C, kh, kw, oh, ow) -> (B, C, H, W), summing overlaps.
+
+    Padding rows and columns are dropped at the end; each kernel offset adds its strided
+    window back with ``+=`` (no scatter with ``add.at``, so the result is deterministic).
+    """
+    b = cols.shape[0]
+    if g.is_pointwise:
+        return cols.reshape(b, g.c, g.h, g.w)  # (B, C, 1, 1, H, W) -> (B, C, H, W)
+    hp, wp = g.padded
+    x_pad = xp.zeros((b, g.c, hp, wp), dtype=cols.dtype)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            rows, columns = g.window(i, j)
+            x_pad[:, :, rows, columns] += cols[:, :, i, j]
+    top, _, left, _ = g.pad
+    return x_pad[:, :, top : top + g.h, left : left + g.w]

@@ -1,0 +1,80 @@
+"""Command line: ``xpconv info``, ``xpconv check``."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+
+import numpy as np
+
+from . import __version__
+from ._backend import DeviceUnavailableError
+
+
+def _blas() -> str:
+    try:
+        deps = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{deps.get('name', '?')} {deps.get('version', '')}".strip()
+    except Exception:  # older NumPy without mode="dicts"
+        return "unknown"
+
+
+def _gpus() -> tuple[str, list[str]]:
+    try:
+        import cupy
+    except ImportError:
+        return "not installed", []
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+        names = [cupy.cuda.runtime.getDeviceProperties(i)["name"] for i in range(count)]
+        return cupy.__version__, [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    except Exception as exc:
+        return f"{cupy.__version__} (no device: {exc})", []
+
+
+def cmd_info(args) -> int:
+    cupy_version, gpus = _gpus()
+    print(f"xpconv   {__version__}")
+    print(f"python   {platform.python_version()} ({platform.machine()})")
+    print(f"numpy    {np.__version__} (BLAS: {_blas()})")
+    print(f"cupy     {cupy_version}")
+    print(f"backends cpu{', cuda' if gpus else ''}")
+    for i, name in enumerate(gpus):
+        print(f"gpu      cuda:{i} {name}")
+    if not gpus:
+        print("gpu      none visible")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .check import format_rows, run_check
+
+    dtypes = args.dtype or ["float32", "float64"]
+    rows = run_check(args.device, dtypes)
+    print(f"xpconv check --device {args.device}: every kernel against the float64 reference")
+    print(format_rows(rows))
+    failed = [r for r in rows if not r.ok]
+    print(f"{len(rows) - len(failed)} of {len(rows)} checks within tolerance")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xpconv", description="Conv2D/dense/bias kernels for NumPy and CuPy")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="versions, backend, BLAS and visible GPUs").set_defaults(func=cmd_info)
+    check = sub.add_parser("check", help="run every kernel against the float64 reference")
+    check.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    check.add_argument("--dtype", action="append", choices=["float16", "float32", "float64"],
+                       help="dtype to check (repeatable; default float32 and float64)")
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DeviceUnavailableError, ValueError) as exc:
+        print(f"xpconv {args.command}: {exc}", file=sys.stderr)
+        return 2

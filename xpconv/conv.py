@@ -1,0 +1,173 @@
+"""2-D convolution (cross-correlation, PyTorch layout) as im2col + batched matmul.
+
+Notation: input ``x`` is ``(N, C, H, W)``, ``weight`` is ``(O, C/groups, kh, kw)``, output
+``y`` is ``(N, O, oh, ow)`` with, per spatial axis,
+
+    oh = (H + pad_top + pad_bottom - dilation·(kh - 1) - 1) // stride + 1
+
+and ``y[n, o, p, q] = bias[o] + Σ_{c, i, j} x_pad[n, g·Cg + c, p·sh + i·dh, q·sw + j·dw] · weight[o, c, i, j]``
+where ``g = o // (O / groups)`` is the group of output channel ``o`` and ``Cg = C / groups``.
+
+The batch is processed in chunks so that the patch matrix of one chunk stays within a
+workspace limit (64 MiB by default), whatever the batch size.
+"""
+
+from __future__ import annotations
+
+from ._backend import array_namespace
+from ._checks import as_pair, as_positive_int, check_array, common_dtype, compute_dtype
+from ._grads import Gradients
+from ._patches import ConvGeometry, col2im, im2col, pad_input
+from .bias import bias_add, bias_backward
+
+DEFAULT_WORKSPACE_BYTES = 64 * 2**20
+
+
+def _resolve_padding(padding, kernel, dilation, stride) -> tuple[int, int, int, int]:
+    """``int | pair | "valid" | "same"`` -> ``(top, bottom, left, right)``."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding != "same":
+            raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+        if stride != (1, 1):
+            raise ValueError(f"padding='same' needs stride 1, got stride={stride}")
+        pads = []
+        for k, d in zip(kernel, dilation):
+            total = d * (k - 1)
+            pads += [total // 2, total - total // 2]  # the odd extra row/column goes bottom/right
+        return tuple(pads)
+    ph, pw = as_pair(padding, "padding", minimum=0)
+    return (ph, ph, pw, pw)
+
+
+def _geometry(x, weight, bias, stride, padding, dilation, groups) -> ConvGeometry:
+    check_array(x, "x", ndim=4)
+    check_array(weight, "weight", ndim=4)
+    if bias is not None:
+        check_array(bias, "bias", ndim=1)
+    array_namespace(x, weight, bias)
+    common_dtype(x=x, weight=weight, bias=bias)
+    stride = as_pair(stride, "stride", minimum=1)
+    dilation = as_pair(dilation, "dilation", minimum=1)
+    groups = as_positive_int(groups, "groups")
+    n, c, h, w = x.shape
+    o, cg, kh, kw = weight.shape
+    if min(o, cg, kh, kw) < 1:
+        raise ValueError(f"weight must have non-empty dimensions (O, C/groups, kh, kw), got shape {tuple(weight.shape)}")
+    if c % groups:
+        raise ValueError(f"groups={groups} must divide the input channels, but x has {c} channels")
+    if o % groups:
+        raise ValueError(f"groups={groups} must divide the output channels, but weight has {o}")
+    if cg * groups != c:
+        raise ValueError(
+            f"weight has {cg} input channels per group but x has {c} channels (groups={groups}); "
+            f"expected weight.shape[1] == {c // groups}"
+        )
+    if bias is not None and bias.shape[0] != o:
+        raise ValueError(f"bias must have shape ({o},) to match weight {tuple(weight.shape)}, got {tuple(bias.shape)}")
+    pad = _resolve_padding(padding, (kh, kw), dilation, stride)
+    g = ConvGeometry(n, c, h, w, o, kh, kw, groups, stride, dilation, pad)
+    hp, wp = g.padded
+    span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+    if span[0] > hp or span[1] > wp:
+        raise ValueError(
+            f"kernel {kh}x{kw} with dilation {dilation} spans {span[0]}x{span[1]} pixels, "
+            f"larger than the padded input {hp}x{wp} (x shape {tuple(x.shape)}, padding {pad})"
+        )
+    return g
+
+
+def _chunks(g: ConvGeometry, itemsize: int, copies: int, workspace_bytes: int | None):
+    """Batch slices whose ``copies`` patch matrices fit in the workspace (at least 1 sample)."""
+    limit = DEFAULT_WORKSPACE_BYTES if workspace_bytes is None else as_positive_int(workspace_bytes, "workspace_bytes")
+    oh, ow = g.out
+    per_sample = copies * g.c * g.kh * g.kw * oh * ow * itemsize
+    step = max(1, limit // max(per_sample, 1))
+    return [slice(start, min(start + step, g.n)) for start in range(0, g.n, step)]
+
+
+def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, workspace_bytes=None):
+    """2-D cross-correlation of an NCHW batch, as ``torch.nn.functional.conv2d``.
+
+    Parameters
+    ----------
+    x : array, shape (N, C, H, W)
+    weight : array, shape (O, C / groups, kh, kw)
+    bias : array, shape (O,), optional
+    stride, dilation : int or (int, int)
+    padding : int, (int, int), ``"valid"`` or ``"same"``
+        ``"same"`` needs stride 1; when the total padding is odd the extra row/column
+        goes at the bottom/right, as in PyTorch.
+    groups : int
+        ``C`` and ``O`` must both be divisible by it; ``groups == C`` is depthwise.
+    workspace_bytes : int, optional
+        Upper bound on the patch matrix kept at once (default 64 MiB); larger batches are
+        processed in chunks.
+
+    Returns
+    -------
+    y : array, shape (N, O, oh, ow), same dtype and device as ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np, xpconv
+    >>> x = np.random.default_rng(0).standard_normal((2, 3, 8, 8), dtype=np.float32)
+    >>> w = np.random.default_rng(1).standard_normal((4, 3, 3, 3), dtype=np.float32)
+    >>> xpconv.conv2d(x, w, padding="same").shape
+    (2, 4, 8, 8)
+    """
+    g = _geometry(x, weight, bias, stride, padding, dilation, groups)
+    xp = array_namespace(x, weight, bias)
+    acc = compute_dtype(x.dtype)
+    oh, ow = g.out
+    cg, og = g.c // g.groups, g.o // g.groups
+    w_g = weight.astype(acc, copy=False).reshape(g.groups, og, cg * g.kh * g.kw)  # (O, Cg, kh, kw) -> (G, Og, Cg·kh·kw)
+    y = xp.empty(g.output_shape, dtype=acc)
+    for batch in _chunks(g, acc.itemsize, 1, workspace_bytes):
+        x_pad = pad_input(xp, x[batch].astype(acc, copy=False), g)
+        b = x_pad.shape[0]
+        cols = im2col(xp, x_pad, g).reshape(b, g.groups, cg * g.kh * g.kw, oh * ow)  # (B, C, kh, kw, oh, ow) -> (B, G, Cg·kh·kw, oh·ow)
+        y[batch] = xp.matmul(w_g, cols).reshape(b, g.o, oh, ow)  # (G, Og, K) @ (B, G, K, P) -> (B, G, Og, P) -> (B, O, oh, ow)
+    if bias is not None:
+        y = bias_add(y, bias.astype(acc, copy=False), axis=1)
+    return y.astype(x.dtype, copy=False)
+
+
+def conv2d_backward(
+    grad_output, x, weight, *, stride=1, padding=0, dilation=1, groups=1, with_bias=True, workspace_bytes=None
+) -> Gradients:
+    """Gradients of :func:`conv2d` for the upstream gradient ``grad_output`` ``(N, O, oh, ow)``.
+
+    Returns a named tuple ``(input, weight, bias)`` with the shapes of ``x``, ``weight`` and
+    ``(O,)``; ``bias`` is ``None`` when ``with_bias=False``.  The input gradient is the
+    adjoint of the forward pass (the weight's transpose applied to the output gradient's
+    patches, then col2im), which is the same as a full correlation with the flipped kernel.
+    """
+    g = _geometry(x, weight, None, stride, padding, dilation, groups)
+    check_array(grad_output, "grad_output", ndim=4)
+    xp = array_namespace(grad_output, x, weight)
+    common_dtype(grad_output=grad_output, x=x)
+    if tuple(grad_output.shape) != g.output_shape:
+        raise ValueError(f"grad_output must have the forward output's shape {g.output_shape}, got {tuple(grad_output.shape)}")
+    acc = compute_dtype(x.dtype)
+    oh, ow = g.out
+    cg, og = g.c // g.groups, g.o // g.groups
+    k = cg * g.kh * g.kw
+    w_t = weight.astype(acc, copy=False).reshape(g.groups, og, k).transpose(0, 2, 1)  # (O, Cg, kh, kw) -> (G, K, Og)
+    grad_x = xp.empty(x.shape, dtype=acc)
+    grad_w = xp.zeros((g.groups, og, k), dtype=acc)
+    for batch in _chunks(g, acc.itemsize, 2, workspace_bytes):
+        x_pad = pad_input(xp, x[batch].astype(acc, copy=False), g)
+        b = x_pad.shape[0]
+        go = grad_output[batch].astype(acc, copy=False).reshape(b, g.groups, og, oh * ow)  # (B, O, oh, ow) -> (B, G, Og, P)
+        cols = im2col(xp, x_pad, g).reshape(b, g.groups, k, oh * ow)  # -> (B, G, K, P)
+        grad_w += xp.matmul(go, cols.transpose(0, 1, 3, 2)).sum(axis=0)  # (B, G, Og, P) @ (B, G, P, K) -> (G, Og, K)
+        grad_cols = xp.matmul(w_t, go)  # (G, K, Og) @ (B, G, Og, P) -> (B, G, K, P)
+        grad_x[batch] = col2im(xp, grad_cols.reshape(b, g.c, g.kh, g.kw, oh, ow), g)  # -> (B, C, H, W)
+    grad_bias = bias_backward(grad_output, axis=1) if with_bias else None
+    return Gradients(
+        grad_x.astype(x.dtype, copy=False),
+        grad_w.reshape(weight.shape).astype(x.dtype, copy=False),  # (G, Og, K) -> (O, Cg, kh, kw)
+        grad_bias,
+    )
