@@ -3,7 +3,7 @@
 It has what xpconv's shim and kernels touch: its own ``ndarray`` type (a NumPy subclass
 that refuses to mix with plain NumPy arrays in arithmetic, as real CuPy does), module
 functions that return that type, ``asarray``/``asnumpy``, ``get_array_module``,
-``cuda.Device`` (with ``synchronize`` and a current-device context), ``cuda.runtime``
+``random.default_rng``, ``cuda.Device`` (with ``synchronize`` and a current-device context), ``cuda.runtime``
 and ``cuda.Stream.null.synchronize``.
 """
 
@@ -112,6 +112,14 @@ def make_module() -> types.ModuleType:
     def get_array_module(*arrays):
         return mod if any(isinstance(a, FakeCupyArray) for a in arrays) else np
 
+    class _Generator:
+        def __init__(self, seed=None):
+            self._rng = np.random.default_rng(seed)
+
+        def random(self, size=None, dtype=np.float64):
+            return _wrap(self._rng.random(size, dtype=dtype))
+
+    mod.random = types.SimpleNamespace(default_rng=_Generator)
     mod.asarray = asarray
     mod.asnumpy = asnumpy
     mod.get_array_module = get_array_module

@@ -1,4 +1,4 @@
-"""Command line: ``xpconv info``, ``xpconv check``."""
+"""Command line: ``xpconv info``, ``xpconv check``, ``xpconv train``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,30 @@ def cmd_check(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_train(args) -> int:
+    from .data import load_mnist, load_sklearn_digits
+    from .layers import default_device
+    from .train import book_network, fit
+
+    device = args.device or default_device()
+    data = load_mnist(args.data, args.train_count) if args.data else load_sklearn_digits(seed=args.seed)
+    print(data.description)
+    _, _, h, w = data.train_images.shape
+    model = book_network(h, w, device=device, seed=args.seed)
+    print(f"network: Conv2D(1->16, 5x5, same) -> Tanh -> Dropout(0.2) -> Flatten -> Dense({16 * h * w}->10) "
+          f"on {device}; SGD lr={args.lr} momentum={args.momentum}, batch {args.batch_size}")
+    fit(model, data, device=device, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        momentum=args.momentum, seed=args.seed, progress=not args.quiet)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xpconv", description="Conv2D/dense/bias kernels for NumPy and CuPy")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--dtype", action="append", choices=["float16", "float32", "float64"],
                        help="dtype to check (repeatable; default float32 and float64)")
     check.set_defaults(func=cmd_check)
+    train = sub.add_parser("train", help="train the book's CNN on MNIST-format data or scikit-learn's digits")
+    train.add_argument("--data", help="folder with MNIST IDX files (train-*/t10k-*, raw or .gz)")
+    train.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default $XPCONV_DEVICE or cpu)")
+    train.add_argument("--epochs", type=_positive_int, default=1)
+    train.add_argument("--batch-size", type=_positive_int, default=60)
+    train.add_argument("--lr", type=float, default=0.1)
+    train.add_argument("--momentum", type=float, default=0.9)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--train-count", type=_positive_int, default=8000,
+                       help="with only the t10k-* files: how many of them train (default 8000); the rest test")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
     return parser
 
 
@@ -75,6 +111,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DeviceUnavailableError, ValueError) as exc:
+    except (DeviceUnavailableError, ValueError, FileNotFoundError, ModuleNotFoundError) as exc:
         print(f"xpconv {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,132 @@
+"""The IDX loader on files the test writes, `xpconv train`, and the MNIST accuracy check."""
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xpconv.cli import main
+from xpconv.data import load_mnist, read_idx
+from xpconv.train import book_network, fit
+
+MNIST_DIR = Path(os.environ.get("XPCONV_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"))
+
+
+def idx_bytes(array: np.ndarray, magic_type: int = 0x08) -> bytes:
+    header = bytes([0, 0, magic_type, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_pair(folder: Path, prefix: str, images, labels, compress=False):
+    for kind, arr in (("images-idx3", images), ("labels-idx1", labels)):
+        data = idx_bytes(arr)
+        name = f"{prefix}-{kind}-ubyte"
+        if compress:
+            (folder / (name + ".gz")).write_bytes(gzip.compress(data))
+        else:
+            (folder / name).write_bytes(data)
+
+
+def digit_like(rng, n, size=8):
+    """Images with a bright square whose position encodes the label (0..3)."""
+    labels = rng.integers(0, 4, size=n)
+    images = rng.integers(0, 40, size=(n, size, size))
+    for k, label in enumerate(labels):
+        r, c = divmod(int(label), 2)
+        images[k, r * 4 : r * 4 + 4, c * 4 : c * 4 + 4] += 200
+    return images.astype(np.uint8), labels.astype(np.uint8)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_idx_roundtrip(tmp_path, rng, compress):
+    images, labels = digit_like(rng, 5)
+    write_pair(tmp_path, "t10k", images, labels, compress)
+    suffix = ".gz" if compress else ""
+    np.testing.assert_array_equal(read_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", "images"), images)
+    np.testing.assert_array_equal(read_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", "labels"), labels)
+
+
+def test_read_idx_errors(tmp_path, rng):
+    images, labels = digit_like(rng, 5)
+    good = idx_bytes(images)
+    (tmp_path / "short").write_bytes(good[:-7])
+    with pytest.raises(ValueError, match=r"truncated: 329 bytes, expected 336 for shape \(5, 8, 8\)"):
+        read_idx(tmp_path / "short", "images")
+    (tmp_path / "header").write_bytes(good[:9])
+    with pytest.raises(ValueError, match="truncated IDX header"):
+        read_idx(tmp_path / "header", "images")
+    with pytest.raises(ValueError, match="wrong magic number 0x00000801 for an IDX images file"):
+        (tmp_path / "labels").write_bytes(idx_bytes(labels))
+        read_idx(tmp_path / "labels", "images")
+    (tmp_path / "bad.gz").write_bytes(gzip.compress(good)[:30])
+    with pytest.raises(ValueError, match="bad.gz"):
+        read_idx(tmp_path / "bad.gz", "images")
+    with pytest.raises(FileNotFoundError, match="IDX file not found"):
+        read_idx(tmp_path / "nothing", "images")
+
+
+def test_load_mnist_folders(tmp_path, rng):
+    with pytest.raises(FileNotFoundError, match="data folder not found"):
+        load_mnist(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte"):
+        load_mnist(tmp_path)
+    images, labels = digit_like(rng, 50)
+    write_pair(tmp_path, "t10k", images, labels, compress=True)
+    data = load_mnist(tmp_path, train_count=30)
+    assert "only the t10k-* pair" in data.description and "first 30" in data.description
+    assert data.train_images.shape == (30, 1, 8, 8) and data.test_images.shape == (20, 1, 8, 8)
+    assert data.train_images.dtype == np.float32
+    assert abs(float(data.train_images.mean())) < 1e-5
+    np.testing.assert_array_equal(data.test_labels, labels[30:])
+    with pytest.raises(ValueError, match="train_count must be between 1 and 49"):
+        load_mnist(tmp_path, train_count=50)
+    write_pair(tmp_path, "train", *digit_like(rng, 40))
+    data = load_mnist(tmp_path)
+    assert len(data.train_labels) == 40 and len(data.test_labels) == 50
+    (tmp_path / "train-labels-idx1-ubyte").unlink()
+    with pytest.raises(FileNotFoundError, match="train-labels-idx1-ubyte"):
+        load_mnist(tmp_path)
+
+
+def test_train_command_on_idx_folder(tmp_path, rng, capsys):
+    write_pair(tmp_path, "t10k", *digit_like(rng, 400))
+    assert main(["train", "--data", str(tmp_path), "--train-count", "300", "--epochs", "2", "--lr", "0.01", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "first 300 images" in out
+    lines = [line for line in out.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 2 and "test accuracy" in lines[-1] and "images/s" in lines[-1]
+    accuracy = float(lines[-1].split("test accuracy")[1].split("%")[0])
+    assert accuracy > 90.0
+
+
+def test_train_command_errors(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nope")]) == 2
+    assert "data folder not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--epochs", "0"])
+
+
+def test_train_command_on_sklearn_digits(capsys):
+    pytest.importorskip("sklearn")
+    assert main(["train", "--epochs", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "scikit-learn's 8x8 digits" in out
+    accuracy = float(out.split("test accuracy")[1].split("%")[0])
+    assert accuracy > 80.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"MNIST t10k split not found at {MNIST_DIR}")
+def test_book_network_on_real_mnist():
+    """One epoch on the first 8,000 t10k images, tested on the last 2,000: at least 85%.
+
+    lr 0.01 (momentum 0.9): the book's lr 0.1 also passes, but its loss overshoots into
+    the tens and the accuracy swings between seeds (86-91%).
+    """
+    data = load_mnist(MNIST_DIR, train_count=8000)
+    model = book_network(28, 28, device="cpu", seed=0)
+    history = fit(model, data, device="cpu", epochs=1, batch_size=60, lr=0.01, momentum=0.9, progress=False, log=lambda s: None)
+    assert history[0].accuracy >= 0.85, history
+    assert history[0].loss < 1.0
