@@ -25,6 +25,8 @@ CONFIGS = [
     pytest.param((2, 4, 5, 5, 4, 1, 1, 2, 1, 1, 2), id="1x1-stride-pad-groups"),
     pytest.param((1, 2, 5, 6, 3, 5, 6, 1, "valid", 1, 1), id="kernel-equals-input"),
     pytest.param((2, 2, 8, 7, 3, 3, 3, 3, 0, 1, 1), id="stride-leaves-edge"),
+    pytest.param((2, 4, 5, 6, 2, 2, 3, 1, (2, 1), 1, 2), id="padded-beyond-kernel"),
+    pytest.param((2, 6, 7, 6, 3, 3, 2, 1, (1, 0), (2, 3), 3), id="stride1-fewer-outputs-dilated"),
 ]
 
 

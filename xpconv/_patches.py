@@ -57,21 +57,36 @@ class ConvGeometry:
         )
 
 
-def pad_input(xp, x, g: ConvGeometry):
-    """Zero-pad an NCHW batch: (B, C, H, W) -> (B, C, H + top + bottom, W + left + right)."""
+def pad_input(xp, x, g: ConvGeometry, out=None):
+    """Zero-pad an NCHW batch: (B, C, H, W) -> (B, C, H + top + bottom, W + left + right).
+
+    Writes into ``out`` when given (any contents), else into a new array.
+    """
     top, bottom, left, right = g.pad
     if not any(g.pad):
         return x
-    return xp.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    hp, wp = g.padded
+    if out is None:
+        out = xp.empty((x.shape[0], g.c, hp, wp), dtype=x.dtype)
+    out[:, :, :top] = 0
+    out[:, :, hp - bottom :] = 0
+    out[:, :, :, :left] = 0
+    out[:, :, :, wp - right :] = 0
+    out[:, :, top : top + g.h, left : left + g.w] = x
+    return out
 
 
-def im2col(xp, x_pad, g: ConvGeometry):
-    """Patches of a padded batch: (B, C, Hp, Wp) -> (B, C, kh, kw, oh, ow)."""
+def im2col(xp, x_pad, g: ConvGeometry, out=None):
+    """Patches of a padded batch: (B, C, Hp, Wp) -> (B, C, kh, kw, oh, ow).
+
+    ``reshape(B, G, Cg·kh·kw, oh·ow)`` then gives each sample's patch matrix per group.
+    A 1×1 kernel with stride 1 and no padding needs no copy: the patches are the input.
+    """
     oh, ow = g.out
     b = x_pad.shape[0]
     if g.is_pointwise:
         return x_pad.reshape(b, g.c, 1, 1, oh, ow)  # (B, C, H, W) -> (B, C, 1, 1, H, W), a view
-    cols = xp.empty((b, g.c, g.kh, g.kw, oh, ow), dtype=x_pad.dtype)
+    cols = xp.empty((b, g.c, g.kh, g.kw, oh, ow), dtype=x_pad.dtype) if out is None else out
     for i in range(g.kh):
         for j in range(g.kw):
             rows, columns = g.window(i, j)
@@ -79,17 +94,18 @@ def im2col(xp, x_pad, g: ConvGeometry):
     return cols
 
 
-def col2im(xp, cols, g: ConvGeometry):
+def col2im(xp, cols, g: ConvGeometry, out=None):
     """Adjoint of :func:`im2col`: (B, C, kh, kw, oh, ow) -> (B, C, H, W), summing overlaps.
 
-    Padding rows and columns are dropped at the end; each kernel offset adds its strided
-    window back with ``+=`` (no scatter with ``add.at``, so the result is deterministic).
+    Each kernel offset adds its strided window back with ``+=`` (no scatter with
+    ``add.at``, so the result is deterministic); the padding is cropped at the end.
+    ``out``, when given, is a (B, C, Hp, Wp) buffer to accumulate in (any contents).
     """
     b = cols.shape[0]
     if g.is_pointwise:
         return cols.reshape(b, g.c, g.h, g.w)  # (B, C, 1, 1, H, W) -> (B, C, H, W)
-    hp, wp = g.padded
-    x_pad = xp.zeros((b, g.c, hp, wp), dtype=cols.dtype)
+    x_pad = xp.empty((b, g.c, *g.padded), dtype=cols.dtype) if out is None else out
+    x_pad[...] = 0
     for i in range(g.kh):
         for j in range(g.kw):
             rows, columns = g.window(i, j)

@@ -1,4 +1,4 @@
-"""Command line: ``xpconv info``, ``xpconv check``, ``xpconv train``."""
+"""Command line: ``xpconv info``, ``xpconv check``, ``xpconv bench``, ``xpconv train``."""
 
 from __future__ import annotations
 
@@ -76,6 +76,25 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    import json
+
+    from . import bench
+
+    shapes = [s.strip() for s in args.shapes.split(",")] if args.shapes else None
+    print(f"xpconv bench --device {args.device} --dtype {args.dtype}: median of repeats; "
+          "'x book' = throughput over the book's per-pixel loop, 'vs torch' = PyTorch time / xpconv time")
+    ceiling = bench.matmul_ceiling(args.device, args.dtype)
+    print(f"ceiling: a 2048x2048 {args.dtype} matmul runs at {ceiling:.0f} GFLOP/s on this machine")
+    results = bench.run(args.device, args.dtype, shapes, book=not args.no_book, min_seconds=args.min_seconds)
+    print(bench.format_table(results, ceiling))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(bench.as_json(results, ceiling, args.device, args.dtype), f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -92,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--dtype", action="append", choices=["float16", "float32", "float64"],
                        help="dtype to check (repeatable; default float32 and float64)")
     check.set_defaults(func=cmd_check)
+    bench = sub.add_parser("bench", help="time the kernels on the standard shapes against the book and PyTorch")
+    bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    bench.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"])
+    bench.add_argument("--shapes", help="comma-separated: mnist,cifar,resnet,stride2,depthwise,pointwise,dense-784,dense-4096")
+    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bench.add_argument("--no-book", action="store_true", help="skip the (slow) book baseline")
+    bench.add_argument("--min-seconds", type=float, default=0.5, help="time each op for at least this long")
+    bench.set_defaults(func=cmd_bench)
     train = sub.add_parser("train", help="train the book's CNN on MNIST-format data or scikit-learn's digits")
     train.add_argument("--data", help="folder with MNIST IDX files (train-*/t10k-*, raw or .gz)")
     train.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default $XPCONV_DEVICE or cpu)")

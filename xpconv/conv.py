@@ -14,13 +14,20 @@ workspace limit (64 MiB by default), whatever the batch size.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._backend import array_namespace
 from ._checks import as_pair, as_positive_int, check_array, common_dtype, compute_dtype
 from ._grads import Gradients
 from ._patches import ConvGeometry, col2im, im2col, pad_input
+from ._workspace import scratch
 from .bias import bias_add, bias_backward
 
 DEFAULT_WORKSPACE_BYTES = 64 * 2**20
+# Patch matrices of about this size stay in a core's L2 cache between im2col and the GEMM
+# that reads them: measured on 2 cores (2 MiB L2 each), 4 MiB chunks ran the resnet shape's
+# forward in 57 ms against 111 ms for 64 MiB chunks.  The workspace limit still caps it.
+CACHE_CHUNK_BYTES = 4 * 2**20
 
 
 def _resolve_padding(padding, kernel, dilation, stride) -> tuple[int, int, int, int]:
@@ -78,13 +85,20 @@ def _geometry(x, weight, bias, stride, padding, dilation, groups) -> ConvGeometr
     return g
 
 
-def _chunks(g: ConvGeometry, itemsize: int, copies: int, workspace_bytes: int | None):
-    """Batch slices whose ``copies`` patch matrices fit in the workspace (at least 1 sample)."""
+def _chunks(n: int, per_sample_bytes: int, workspace_bytes: int | None, xp):
+    """Batch slices whose scratch arrays (``per_sample_bytes`` per sample) fit in the
+    workspace limit and, on the CPU, in about ``CACHE_CHUNK_BYTES``; at least 1 sample each."""
     limit = DEFAULT_WORKSPACE_BYTES if workspace_bytes is None else as_positive_int(workspace_bytes, "workspace_bytes")
+    if xp is np:
+        limit = min(limit, CACHE_CHUNK_BYTES)
+    step = max(1, limit // max(per_sample_bytes, 1))
+    return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+
+
+def _scratch_per_sample(g: ConvGeometry, itemsize: int, backward: bool) -> int:
+    """Bytes of scratch one sample needs: its patch matrix (and its gradient, backward)."""
     oh, ow = g.out
-    per_sample = copies * g.c * g.kh * g.kw * oh * ow * itemsize
-    step = max(1, limit // max(per_sample, 1))
-    return [slice(start, min(start + step, g.n)) for start in range(0, g.n, step)]
+    return (2 if backward else 1) * g.c * g.kh * g.kw * oh * ow * itemsize
 
 
 def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, workspace_bytes=None):
@@ -120,18 +134,25 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, w
     g = _geometry(x, weight, bias, stride, padding, dilation, groups)
     xp = array_namespace(x, weight, bias)
     acc = compute_dtype(x.dtype)
-    oh, ow = g.out
-    cg, og = g.c // g.groups, g.o // g.groups
-    w_g = weight.astype(acc, copy=False).reshape(g.groups, og, cg * g.kh * g.kw)  # (O, Cg, kh, kw) -> (G, Og, Cg·kh·kw)
     y = xp.empty(g.output_shape, dtype=acc)
-    for batch in _chunks(g, acc.itemsize, 1, workspace_bytes):
-        x_pad = pad_input(xp, x[batch].astype(acc, copy=False), g)
-        b = x_pad.shape[0]
-        cols = im2col(xp, x_pad, g).reshape(b, g.groups, cg * g.kh * g.kw, oh * ow)  # (B, C, kh, kw, oh, ow) -> (B, G, Cg·kh·kw, oh·ow)
-        y[batch] = xp.matmul(w_g, cols).reshape(b, g.o, oh, ow)  # (G, Og, K) @ (B, G, K, P) -> (B, G, Og, P) -> (B, O, oh, ow)
+    chunks = _chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=False), workspace_bytes, xp)
+    _gemm_forward(xp, x, weight.astype(acc, copy=False), y, g, chunks)
     if bias is not None:
         y = bias_add(y, bias.astype(acc, copy=False), axis=1)
     return y.astype(x.dtype, copy=False)
+
+
+def _gemm_forward(xp, x, weight, y, g: ConvGeometry, chunks):
+    """Per chunk of the batch: im2col, then one GEMM per sample and group, written into ``y``."""
+    oh, ow = g.out
+    og, k = g.o // g.groups, g.c // g.groups * g.kh * g.kw
+    w_g = weight.reshape(g.groups, og, k)  # (O, Cg, kh, kw) -> (G, Og, K)
+    for batch in chunks:
+        b = batch.stop - batch.start
+        x_pad = pad_input(xp, x[batch].astype(y.dtype, copy=False), g, out=scratch(xp, "x_pad", (b, g.c, *g.padded), y.dtype))
+        cols = im2col(xp, x_pad, g, out=scratch(xp, "cols", (b, g.c, g.kh, g.kw, oh, ow), y.dtype))
+        cols = cols.reshape(b, g.groups, k, oh * ow)  # (B, C, kh, kw, oh, ow) -> (B, G, K, P)
+        xp.matmul(w_g, cols, out=y[batch].reshape(b, g.groups, og, oh * ow))  # (G, Og, K) @ (B, G, K, P) -> (B, G, Og, P), in y
 
 
 def conv2d_backward(
@@ -151,23 +172,60 @@ def conv2d_backward(
     if tuple(grad_output.shape) != g.output_shape:
         raise ValueError(f"grad_output must have the forward output's shape {g.output_shape}, got {tuple(grad_output.shape)}")
     acc = compute_dtype(x.dtype)
-    oh, ow = g.out
-    cg, og = g.c // g.groups, g.o // g.groups
-    k = cg * g.kh * g.kw
-    w_t = weight.astype(acc, copy=False).reshape(g.groups, og, k).transpose(0, 2, 1)  # (O, Cg, kh, kw) -> (G, K, Og)
     grad_x = xp.empty(x.shape, dtype=acc)
-    grad_w = xp.zeros((g.groups, og, k), dtype=acc)
-    for batch in _chunks(g, acc.itemsize, 2, workspace_bytes):
-        x_pad = pad_input(xp, x[batch].astype(acc, copy=False), g)
-        b = x_pad.shape[0]
-        go = grad_output[batch].astype(acc, copy=False).reshape(b, g.groups, og, oh * ow)  # (B, O, oh, ow) -> (B, G, Og, P)
-        cols = im2col(xp, x_pad, g).reshape(b, g.groups, k, oh * ow)  # -> (B, G, K, P)
-        grad_w += xp.matmul(go, cols.transpose(0, 1, 3, 2)).sum(axis=0)  # (B, G, Og, P) @ (B, G, P, K) -> (G, Og, K)
-        grad_cols = xp.matmul(w_t, go)  # (G, K, Og) @ (B, G, Og, P) -> (B, G, K, P)
-        grad_x[batch] = col2im(xp, grad_cols.reshape(b, g.c, g.kh, g.kw, oh, ow), g)  # -> (B, C, H, W)
+    grad_w = xp.zeros(weight.shape, dtype=acc)
+    w = weight.astype(acc, copy=False)
+    g_t = _transposed_geometry(g)
+    if g_t is None:  # strided, or padded beyond the kernel: the adjoint of im2col, col2im
+        chunks = _chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), workspace_bytes, xp)
+        _gemm_backward(xp, grad_output, x, w, grad_x, grad_w, g, chunks)
+    else:
+        chunks = _chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=False), workspace_bytes, xp)
+        _gemm_backward(xp, grad_output, x, w, None, grad_w, g, chunks)
+        chunks = _chunks(g.n, _scratch_per_sample(g_t, acc.itemsize, backward=False), workspace_bytes, xp)
+        _gemm_forward(xp, grad_output, _flip_transpose(w, g), grad_x, g_t, chunks)
     grad_bias = bias_backward(grad_output, axis=1) if with_bias else None
-    return Gradients(
-        grad_x.astype(x.dtype, copy=False),
-        grad_w.reshape(weight.shape).astype(x.dtype, copy=False),  # (G, Og, K) -> (O, Cg, kh, kw)
-        grad_bias,
-    )
+    return Gradients(grad_x.astype(x.dtype, copy=False), grad_w.astype(x.dtype, copy=False), grad_bias)
+
+
+def _transposed_geometry(g: ConvGeometry) -> ConvGeometry | None:
+    """For stride 1, the input gradient is itself a convolution: of ``grad_output`` padded by
+    ``dilation·(k - 1) - pad`` with the flipped, transposed kernel (:func:`_flip_transpose`).
+    That is cheaper than col2im when the output has no more channels than the input
+    (its patches are no larger).  ``None`` where that does not apply."""
+    (dh, dw), (top, bottom, left, right) = g.dilation, g.pad
+    full_h, full_w = dh * (g.kh - 1), dw * (g.kw - 1)
+    if g.stride != (1, 1) or g.o > g.c or max(top, bottom) > full_h or max(left, right) > full_w:
+        return None
+    oh, ow = g.out
+    pad = (full_h - top, full_h - bottom, full_w - left, full_w - right)
+    return ConvGeometry(g.n, g.o, oh, ow, g.c, g.kh, g.kw, g.groups, (1, 1), g.dilation, pad)
+
+
+def _flip_transpose(weight, g: ConvGeometry):
+    """(O, Cg, kh, kw) -> (C, Og, kh, kw): swap the channel roles within each group, flip the kernel."""
+    og, cg = g.o // g.groups, g.c // g.groups
+    w = weight.reshape(g.groups, og, cg, g.kh, g.kw).transpose(0, 2, 1, 3, 4)  # -> (G, Cg, Og, kh, kw)
+    return w[..., ::-1, ::-1].reshape(g.c, og, g.kh, g.kw)  # flipped, (G, Cg, Og, ...) -> (C, Og, kh, kw) (a copy)
+
+
+def _gemm_backward(xp, grad_output, x, weight, grad_x, grad_w, g: ConvGeometry, chunks):
+    """Per chunk: patches again, ``grad_w += go · colsᵀ``, and unless ``grad_x`` is ``None``,
+    ``grad_cols = wᵀ · go`` and col2im into ``grad_x``."""
+    acc = grad_w.dtype
+    oh, ow = g.out
+    og, k = g.o // g.groups, g.c // g.groups * g.kh * g.kw
+    w_t = weight.reshape(g.groups, og, k).transpose(0, 2, 1)  # (O, Cg, kh, kw) -> (G, Og, K) -> (G, K, Og)
+    grad_w_g = grad_w.reshape(g.groups, og, k)  # (O, Cg, kh, kw) -> (G, Og, K), a view
+    for batch in chunks:
+        b = batch.stop - batch.start
+        x_pad = pad_input(xp, x[batch].astype(acc, copy=False), g, out=scratch(xp, "x_pad", (b, g.c, *g.padded), acc))
+        go = grad_output[batch].astype(acc, copy=False).reshape(b, g.groups, og, oh * ow)  # (B, O, oh, ow) -> (B, G, Og, P)
+        cols = im2col(xp, x_pad, g, out=scratch(xp, "cols", (b, g.c, g.kh, g.kw, oh, ow), acc))
+        cols = cols.reshape(b, g.groups, k, oh * ow)  # (B, C, kh, kw, oh, ow) -> (B, G, K, P)
+        grad_w_g += xp.matmul(go, cols.transpose(0, 1, 3, 2)).sum(axis=0)  # (B, G, Og, P) @ (B, G, P, K) -> (G, Og, K)
+        if grad_x is None:
+            continue
+        grad_cols = xp.matmul(w_t, go, out=scratch(xp, "grad_cols", (b, g.groups, k, oh * ow), acc))  # -> (B, G, K, P)
+        grad_cols = grad_cols.reshape(b, g.c, g.kh, g.kw, oh, ow)  # (B, G, K, P) -> (B, C, kh, kw, oh, ow)
+        grad_x[batch] = col2im(xp, grad_cols, g, out=scratch(xp, "grad_x_pad", (b, g.c, *g.padded), acc))

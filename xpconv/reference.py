@@ -34,19 +34,24 @@ def conv2d(x, weight, bias=None, *, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1
     og = o // groups
     oh = (x_pad.shape[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (x_pad.shape[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    w_g = w.reshape(groups, og, cg, kh, kw)
+    w_g = w.reshape(groups, og, cg, kh, kw)  # (O, Cg, kh, kw) -> (G, Og, Cg, kh, kw)
     y = np.zeros((n, o, oh, ow))
     for p in range(oh):
         for q in range(ow):
-            patch = _patch(x_pad, p, q, (kh, kw), stride, dilation).reshape(n, groups, cg, kh, kw)
-            y[:, :, p, q] = np.einsum("ngcij,gocij->ngo", patch, w_g).reshape(n, o)
+            patch = _patch(x_pad, p, q, (kh, kw), stride, dilation).reshape(n, groups, cg, kh, kw)  # (N, C, kh, kw) -> (N, G, Cg, kh, kw)
+            y[:, :, p, q] = np.einsum("ngcij,gocij->ngo", patch, w_g).reshape(n, o)  # (N, G, Og) -> (N, O)
     if bias is not None:
         y += np.asarray(bias, dtype=np.float64)[None, :, None, None]
     return y
 
 
-def conv2d_backward(grad_output, x, weight, *, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), groups=1):
-    """Input, weight and bias gradients by the same per-pixel loop."""
+def conv2d_backward(grad_output, x, weight, *, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), groups=1,
+                    input_grad=True):
+    """Input, weight and bias gradients by the same per-pixel loop.
+
+    ``input_grad=False`` skips the input gradient (``Gradients.input`` is then ``None``),
+    which is all the book's ``_param_grad`` computes: the benchmarks time it that way.
+    """
     x_pad = _padded(x, pad)
     go = np.asarray(grad_output, dtype=np.float64)
     w = np.asarray(weight, dtype=np.float64)
@@ -54,19 +59,20 @@ def conv2d_backward(grad_output, x, weight, *, stride=(1, 1), pad=(0, 0, 0, 0), 
     o, cg, kh, kw = w.shape
     og = o // groups
     oh, ow = go.shape[2:]
-    w_g = w.reshape(groups, og, cg, kh, kw)
+    w_g = w.reshape(groups, og, cg, kh, kw)  # (O, Cg, kh, kw) -> (G, Og, Cg, kh, kw)
     grad_pad = np.zeros_like(x_pad)
     grad_w = np.zeros_like(w_g)
     for p in range(oh):
         for q in range(ow):
-            patch = _patch(x_pad, p, q, (kh, kw), stride, dilation).reshape(n, groups, cg, kh, kw)
-            g_pq = go[:, :, p, q].reshape(n, groups, og)
+            patch = _patch(x_pad, p, q, (kh, kw), stride, dilation).reshape(n, groups, cg, kh, kw)  # -> (N, G, Cg, kh, kw)
+            g_pq = go[:, :, p, q].reshape(n, groups, og)  # (N, O) -> (N, G, Og)
             grad_w += np.einsum("ngo,ngcij->gocij", g_pq, patch)
-            window = _patch(grad_pad, p, q, (kh, kw), stride, dilation)
-            window += np.einsum("ngo,gocij->ngcij", g_pq, w_g).reshape(n, c, kh, kw)
+            if input_grad:
+                window = _patch(grad_pad, p, q, (kh, kw), stride, dilation)  # (N, C, kh, kw) view
+                window += np.einsum("ngo,gocij->ngcij", g_pq, w_g).reshape(n, c, kh, kw)  # (N, G, Cg, ...) -> (N, C, kh, kw)
     top, bottom, left, right = pad
-    grad_x = grad_pad[:, :, top : grad_pad.shape[2] - bottom, left : grad_pad.shape[3] - right]
-    return Gradients(grad_x, grad_w.reshape(w.shape), go.sum(axis=(0, 2, 3)))
+    grad_x = grad_pad[:, :, top : grad_pad.shape[2] - bottom, left : grad_pad.shape[3] - right] if input_grad else None
+    return Gradients(grad_x, grad_w.reshape(w.shape), go.sum(axis=(0, 2, 3)))  # (G, Og, Cg, kh, kw) -> (O, Cg, kh, kw)
 
 
 def dense(x, weight, bias=None):

@@ -1,0 +1,32 @@
+"""Scratch arrays for the kernels' intermediate results.
+
+On NumPy, a freshly allocated multi-megabyte array costs a page fault per 4 KiB the first
+time it is written, which for small convolutions took longer than the arithmetic (the
+``mnist`` forward: 4.6 ms with fresh buffers, 1.6 ms with reused ones).  So each thread
+keeps one reusable buffer per named slot, up to ``MAX_CACHED_BYTES`` each.  CuPy has its
+own memory pool, so there this is plain ``xp.empty``.  Scratch arrays never leave xpconv.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+MAX_CACHED_BYTES = 64 * 2**20
+_local = threading.local()
+
+
+def scratch(xp, slot: str, shape, dtype):
+    """An uninitialised array of ``shape``/``dtype``; its contents are garbage."""
+    if xp is not np:
+        return xp.empty(shape, dtype=dtype)
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    if nbytes > MAX_CACHED_BYTES:
+        return np.empty(shape, dtype=dtype)
+    buffers = _local.__dict__.setdefault("buffers", {})
+    buf = buffers.get(slot)
+    if buf is None or buf.nbytes < nbytes:
+        buf = buffers[slot] = np.empty(max(nbytes, 1), dtype=np.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)
