@@ -35,14 +35,17 @@ def test_cuda_without_cupy_says_what_to_install(no_cupy):
         xpconv.get_namespace("cuda")
     assert "pip install xpconv[cuda12]" in str(info.value)
     assert "xpconv[cuda13]" in str(info.value)
+    assert not xpconv.cuda_available()
     with pytest.raises(xpconv.DeviceUnavailableError, match="CuPy"):
         xpconv.to_device(np.ones(2), "cuda")
 
 
 def test_cuda_without_gpu_says_no_device(fake_cupy_module, monkeypatch):
+    assert xpconv.cuda_available()
     monkeypatch.setattr(fake_cupy.runtime, "device_count", 0)
     with pytest.raises(xpconv.DeviceUnavailableError, match="no CUDA device found"):
         xpconv.get_namespace("cuda")
+    assert not xpconv.cuda_available()
 
 
 def test_cuda_index_out_of_range(fake_cupy_module):

@@ -48,3 +48,37 @@ def test_check_on_fake_cuda(fake_cupy_module):
 def test_python_dash_m(args):
     result = subprocess.run([sys.executable, "-m", "xpconv", *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_bench_command_writes_table_and_json(tmp_path, capsys):
+    import json
+
+    out_file = tmp_path / "bench.json"
+    assert main(["bench", "--shapes", "mnist,dense-784", "--min-seconds", "0", "--json", str(out_file)]) == 0
+    captured = capsys.readouterr()
+    assert "ceiling" in captured.out and "conv2d-train-step" in captured.out and "3 bare matmuls" in captured.out
+    assert "[1/" in captured.err  # progress
+    data = json.loads(out_file.read_text())
+    assert data["matmul_ceiling_gflops"] > 0
+    rows = {(r["op"], r["shape"]): r for r in data["results"]}
+    step = rows[("conv2d-train-step", "mnist")]
+    assert step["gflops"] > 0 and step["book_speedup"] > 0 and step["error"] < 1e-5
+
+
+def test_bench_rejects_unknown_shape(capsys):
+    assert main(["bench", "--shapes", "mnist,huge", "--no-book"]) == 2
+    assert "unknown shapes ['huge']" in capsys.readouterr().err
+
+
+def test_bench_refuses_wrong_kernels(monkeypatch):
+    import xpconv.bench as bench
+
+    real = bench.conv2d_backward
+
+    def wrong(*args, **kwargs):
+        g = real(*args, **kwargs)
+        return g._replace(weight=g.weight * 1.01)
+
+    monkeypatch.setattr(bench, "conv2d_backward", wrong)
+    with pytest.raises(RuntimeError, match="disagrees with the float64 reference"):
+        bench.run(shapes=["mnist"], book=False, torch=False, min_seconds=0, log=lambda m: None)

@@ -11,18 +11,9 @@ from conftest import assert_close, random_array
 from test_conv import CONFIGS, _make
 
 
-def _gpu_available() -> bool:
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # not installed, or no driver/device
-        return False
-
-
 pytestmark = [
     pytest.mark.gpu,
-    pytest.mark.skipif(not _gpu_available(), reason="needs CuPy and a visible CUDA device"),
+    pytest.mark.skipif(not xpconv.cuda_available(), reason="needs CuPy and a visible CUDA device"),
 ]
 
 DTYPES = [np.float32, np.float64]

@@ -1,6 +1,14 @@
 """xpconv: Conv2D, dense and bias kernels, forward and backward, written once for NumPy and CuPy."""
 
-from ._backend import DeviceUnavailableError, array_namespace, device_of, get_namespace, to_device, to_numpy
+from ._backend import (
+    DeviceUnavailableError,
+    array_namespace,
+    cuda_available,
+    device_of,
+    get_namespace,
+    to_device,
+    to_numpy,
+)
 from ._grads import Gradients
 from .bias import bias_add, bias_backward
 from .conv import conv2d, conv2d_backward
@@ -16,6 +24,7 @@ __all__ = [
     "bias_backward",
     "conv2d",
     "conv2d_backward",
+    "cuda_available",
     "dense",
     "dense_backward",
     "device_of",

@@ -23,6 +23,7 @@ import numpy as np
 __all__ = [
     "DeviceUnavailableError",
     "array_namespace",
+    "cuda_available",
     "device_of",
     "get_namespace",
     "parse_device",
@@ -86,6 +87,15 @@ def get_namespace(device: str = "cpu") -> ModuleType:
     if index >= count:
         raise DeviceUnavailableError(f"device {device!r} does not exist: {count} CUDA device(s) visible")
     return cupy
+
+
+def cuda_available() -> bool:
+    """Whether ``device="cuda"`` would work here: CuPy installed and a GPU visible."""
+    try:
+        get_namespace("cuda")
+    except DeviceUnavailableError:
+        return False
+    return True
 
 
 def _module_of(array) -> ModuleType:

@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-MAX_CACHED_BYTES = 64 * 2**20
+MAX_CACHED_BYTES = 16 * 2**20
 _local = threading.local()
 
 

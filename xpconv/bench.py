@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import reference
+from . import book, reference
 from ._backend import array_namespace, get_namespace, to_device, to_numpy
 from .bias import bias_add, bias_backward
 from .check import TOLERANCE, relative_error
@@ -132,15 +132,15 @@ def conv_op(op: str, shape: ConvShape, x, w, b, go):
 
 
 def book_op(op: str, shape: ConvShape, x, w, b, go):
-    """The book's approach (float64, a Python loop over output positions): forward, and for
-    the backward/train-step rows forward + weight gradient (all its ``_param_grad`` does)."""
-    g = _geometry(x, w, b, shape.stride, shape.padding, 1, shape.groups)
-    hyper = dict(stride=g.stride, pad=g.pad, dilation=g.dilation, groups=g.groups)
+    """The book's approach (:mod:`xpconv.book`, a Python loop over output positions): the
+    forward, and for the backward rows the weight gradient (all its ``_param_grad`` does;
+    it has no correct input gradient).  Returns ``(callable, passes it computes)``."""
+    kw = shape.kwargs
     if op == "conv2d-forward":
-        return lambda: reference.conv2d(x, w, b, **hyper)
+        return (lambda: book.conv2d(x, w, **kw)), 1
     if op == "conv2d-backward":
-        return lambda: reference.conv2d_backward(go, x, w, input_grad=False, **hyper)
-    return lambda: (reference.conv2d(x, w, b, **hyper), reference.conv2d_backward(go, x, w, input_grad=False, **hyper))
+        return (lambda: book.conv2d_weight_grad(go, x, w, **kw)), 1
+    return (lambda: (book.conv2d(x, w, **kw), book.conv2d_weight_grad(go, x, w, **kw))), 2
 
 
 def torch_op(op: str, shape: ConvShape, x, w, b, go):
@@ -236,7 +236,7 @@ def run(device="cpu", dtype="float32", shapes=None, *, book=True, torch=True, mi
         if not error <= TOLERANCE[dtype]:
             raise RuntimeError(f"{name}: xpconv disagrees with the float64 reference (relative error {error:.2e})")
         inputs = conv_inputs(shape, device, dtype)
-        book_inputs = [to_numpy(a).astype(np.float64) for a in conv_inputs(shape, "cpu", "float64", n=min(2, shape.n))]
+        host_inputs = [to_numpy(a) for a in inputs]
         for op in CONV_OPS:
             step += 1
             log(f"[{step}/{total}] {op} {name} ({shape.describe()}, {dtype}, {device})")
@@ -244,10 +244,9 @@ def run(device="cpu", dtype="float32", shapes=None, *, book=True, torch=True, mi
             flops = PASSES[op] * shape.flops()
             row = Result(op, name, seconds * 1e3, flops / seconds / 1e9, error=error)
             if book:
-                book_passes = 1 if op == "conv2d-forward" else 2 if op == "conv2d-train-step" else 1
-                book_seconds = median_time(book_op(op, shape, *book_inputs), min_repeats=1, min_seconds=0, warmup=0)
-                book_rate = book_passes * shape.flops(n=book_inputs[0].shape[0]) / book_seconds
-                row.book_speedup = (PASSES[op] * shape.flops() / seconds) / book_rate
+                fn, book_passes = book_op(op, shape, *host_inputs)
+                book_seconds = median_time(fn, min_repeats=1, min_seconds=0, warmup=0)
+                row.book_speedup = (PASSES[op] / seconds) / (book_passes / book_seconds)  # ratio of GFLOP/s
             fn = torch_op(op, shape, *inputs) if with_torch else None
             if fn is not None:
                 row.torch_ratio = timed(fn) / seconds

@@ -14,22 +14,23 @@ def _normalize_axis(axis, ndim: int, name: str) -> int:
     return axis % ndim
 
 
-def bias_add(x, bias, axis: int = 1):
+def bias_add(x, bias, axis: int = 1, *, out=None):
     """Return ``x + bias`` with the 1-D ``bias`` laid along ``axis`` of ``x``.
 
     ``axis=1`` is the feature axis of a dense batch ``(N, F)`` and the channel axis of an
-    NCHW batch ``(N, C, H, W)``.  ``bias`` must have ``x.shape[axis]`` entries.
+    NCHW batch ``(N, C, H, W)``.  ``bias`` must have ``x.shape[axis]`` entries.  With
+    ``out`` (which may be ``x`` itself) the sum is written there, as NumPy's ``out=``.
     """
     check_array(x, "x")
     check_array(bias, "bias", ndim=1)
-    array_namespace(x, bias)
     common_dtype(x=x, bias=bias)
     axis = _normalize_axis(axis, x.ndim, "x")
     if bias.shape[0] != x.shape[axis]:
         raise ValueError(f"bias has {bias.shape[0]} entries but x has {x.shape[axis]} along axis {axis} (shape {tuple(x.shape)})")
     shape = [1] * x.ndim
     shape[axis] = bias.shape[0]
-    return x + bias.reshape(shape)  # (F,) -> (1, F, 1, ...): broadcast along every other axis
+    xp = array_namespace(x, bias)
+    return xp.add(x, bias.reshape(shape), out=out)  # (F,) -> (1, F, 1, ...): broadcast along every other axis
 
 
 def bias_backward(grad_output, axis: int = 1):

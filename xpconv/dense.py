@@ -45,7 +45,7 @@ def dense(x, weight, bias=None):
     acc = compute_dtype(dtype)
     y = xp.matmul(x.astype(acc, copy=False), weight.astype(acc, copy=False).T)  # (N, in) @ (in, out) -> (N, out)
     if bias is not None:
-        y = bias_add(y, bias.astype(acc, copy=False), axis=1)
+        bias_add(y, bias.astype(acc, copy=False), axis=1, out=y)
     return y.astype(dtype, copy=False)
 
 

@@ -1,11 +1,9 @@
-"""The book's approach, made correct: a float64 NumPy loop over output positions.
+"""A float64 reference for ``xpconv check`` and ``xpconv bench``: a loop over output positions.
 
 For every output pixel ``(p, q)`` it cuts one ``(N, C, kh, kw)`` patch out of the padded
-input and contracts it with the weight, exactly as the seed appendix describes (its
-``_get_image_patches`` loop), but with the kernel flip, batch ordering, rectangular
-images/kernels, stride, dilation and groups handled right.  It shares no code with the
-im2col kernels, so ``xpconv check`` and ``xpconv bench`` use it as their oracle and as
-the "book" baseline for speed.  It is slow on purpose: one Python iteration per pixel.
+input and contracts it with the weight by ``einsum`` (the input gradient scatters the
+same way), with rectangular images/kernels, stride, dilation and groups.  It shares no
+code with the im2col kernels.  Slow on purpose: one Python iteration per output pixel.
 """
 
 from __future__ import annotations
@@ -45,13 +43,8 @@ def conv2d(x, weight, bias=None, *, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1
     return y
 
 
-def conv2d_backward(grad_output, x, weight, *, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), groups=1,
-                    input_grad=True):
-    """Input, weight and bias gradients by the same per-pixel loop.
-
-    ``input_grad=False`` skips the input gradient (``Gradients.input`` is then ``None``),
-    which is all the book's ``_param_grad`` computes: the benchmarks time it that way.
-    """
+def conv2d_backward(grad_output, x, weight, *, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+    """Input, weight and bias gradients by the same per-pixel loop."""
     x_pad = _padded(x, pad)
     go = np.asarray(grad_output, dtype=np.float64)
     w = np.asarray(weight, dtype=np.float64)
@@ -67,11 +60,10 @@ def conv2d_backward(grad_output, x, weight, *, stride=(1, 1), pad=(0, 0, 0, 0), 
             patch = _patch(x_pad, p, q, (kh, kw), stride, dilation).reshape(n, groups, cg, kh, kw)  # -> (N, G, Cg, kh, kw)
             g_pq = go[:, :, p, q].reshape(n, groups, og)  # (N, O) -> (N, G, Og)
             grad_w += np.einsum("ngo,ngcij->gocij", g_pq, patch)
-            if input_grad:
-                window = _patch(grad_pad, p, q, (kh, kw), stride, dilation)  # (N, C, kh, kw) view
-                window += np.einsum("ngo,gocij->ngcij", g_pq, w_g).reshape(n, c, kh, kw)  # (N, G, Cg, ...) -> (N, C, kh, kw)
+            window = _patch(grad_pad, p, q, (kh, kw), stride, dilation)  # (N, C, kh, kw) view
+            window += np.einsum("ngo,gocij->ngcij", g_pq, w_g).reshape(n, c, kh, kw)  # (N, G, Cg, ...) -> (N, C, kh, kw)
     top, bottom, left, right = pad
-    grad_x = grad_pad[:, :, top : grad_pad.shape[2] - bottom, left : grad_pad.shape[3] - right] if input_grad else None
+    grad_x = grad_pad[:, :, top : grad_pad.shape[2] - bottom, left : grad_pad.shape[3] - right]
     return Gradients(grad_x, grad_w.reshape(w.shape), go.sum(axis=(0, 2, 3)))  # (G, Og, Cg, kh, kw) -> (O, Cg, kh, kw)
 
 

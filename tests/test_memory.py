@@ -1,0 +1,55 @@
+"""Peak scratch memory of conv2d forward + backward stays under the workspace limit,
+whatever the batch size (tracemalloc sees NumPy's allocations)."""
+
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import xpconv
+from xpconv.conv import DEFAULT_WORKSPACE_BYTES
+
+MiB = 2**20
+
+
+def peak_extra_bytes(n, c=16, hw=32, o=16, k=3, workspace_bytes=None, **kw):
+    """Peak traced bytes of one forward + backward, minus what it returns (outputs and
+    gradients); inputs are allocated before tracing starts.  Run in a fresh thread so that
+    no scratch buffer is reused from an earlier call."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, hw, hw), dtype=np.float32)
+    w = rng.standard_normal((o, c // kw.get("groups", 1), k, k), dtype=np.float32)
+    b = rng.standard_normal(o, dtype=np.float32)
+    go = rng.standard_normal((n, o, hw, hw), dtype=np.float32)
+    result = {}
+
+    def work():
+        tracemalloc.start()
+        y = xpconv.conv2d(x, w, b, padding=1, workspace_bytes=workspace_bytes, **kw)
+        grads = xpconv.conv2d_backward(go, x, w, padding=1, workspace_bytes=workspace_bytes, **kw)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        result["extra"] = peak - y.nbytes - sum(g.nbytes for g in grads)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    return result["extra"]
+
+
+@pytest.mark.parametrize("o", [16, 32])  # o=16: stride-1 flipped-kernel input gradient; o=32: col2im
+def test_peak_memory_under_default_limit_and_flat_in_batch(o):
+    n = 160
+    unchunked_patches = n * 16 * 9 * 32 * 32 * 4
+    assert unchunked_patches > DEFAULT_WORKSPACE_BYTES  # 94 MiB of patches without chunking
+    small, large = peak_extra_bytes(n // 4, o=o), peak_extra_bytes(n, o=o)
+    assert large < DEFAULT_WORKSPACE_BYTES
+    assert large < 1.1 * small + MiB  # does not grow with the batch
+
+
+def test_user_workspace_limit_is_respected():
+    per_sample_patches = 16 * 9 * 32 * 32 * 4  # 0.56 MiB
+    extra = peak_extra_bytes(64, workspace_bytes=2 * MiB)
+    assert extra < 2 * MiB + per_sample_patches
+    assert peak_extra_bytes(64, workspace_bytes=1) < 6 * per_sample_patches  # one sample at a time
