@@ -97,6 +97,16 @@ def median_time(fn, sync=lambda: None, *, min_repeats=5, min_seconds=0.5, max_re
     return statistics.median(times)
 
 
+def side_by_side(fn_a, fn_b, sync=lambda: None, *, rounds=3, min_seconds=0.5):
+    """Median times of ``fn_a`` and ``fn_b`` measured in alternating rounds, so that a slow
+    spell of this shared machine hits both; each is the median of its per-round medians."""
+    a, b = [], []
+    for _ in range(rounds):
+        a.append(median_time(fn_a, sync, min_seconds=min_seconds / rounds))
+        b.append(median_time(fn_b, sync, min_seconds=min_seconds / rounds))
+    return statistics.median(a), statistics.median(b)
+
+
 def matmul_ceiling(device="cpu", dtype="float32", size=2048) -> float:
     """GFLOP/s of one large square matmul: the machine's practical ceiling."""
     xp = get_namespace(device)
@@ -240,24 +250,26 @@ def run(device="cpu", dtype="float32", shapes=None, *, book=True, torch=True, mi
         for op in CONV_OPS:
             step += 1
             log(f"[{step}/{total}] {op} {name} ({shape.describe()}, {dtype}, {device})")
-            seconds = timed(conv_op(op, shape, *inputs))
+            fn, torch_fn = conv_op(op, shape, *inputs), torch_op(op, shape, *inputs) if with_torch else None
+            if torch_fn is None:
+                seconds = timed(fn)
+            else:
+                seconds, torch_seconds = side_by_side(fn, torch_fn, sync, min_seconds=min_seconds)
             flops = PASSES[op] * shape.flops()
             row = Result(op, name, seconds * 1e3, flops / seconds / 1e9, error=error)
             if book:
-                fn, book_passes = book_op(op, shape, *host_inputs)
-                book_seconds = median_time(fn, min_repeats=1, min_seconds=0, warmup=0)
+                book_fn, book_passes = book_op(op, shape, *host_inputs)
+                book_seconds = median_time(book_fn, min_repeats=1, min_seconds=0, warmup=0)
                 row.book_speedup = (PASSES[op] / seconds) / (book_passes / book_seconds)  # ratio of GFLOP/s
-            fn = torch_op(op, shape, *inputs) if with_torch else None
-            if fn is not None:
-                row.torch_ratio = timed(fn) / seconds
+            if torch_fn is not None:
+                row.torch_ratio = torch_seconds / seconds
             results.append(row)
     for name in dense_names:
         step += 1
         n, fin, fout = DENSE_SHAPES[name]
         log(f"[{step}/{total}] dense {name} ({n}x{fin}->{fout}, {dtype}, {device})")
         x, w, b, go = dense_inputs(n, fin, fout, device, dtype)
-        seconds = timed(dense_step(x, w, b, go))
-        bare = timed(bare_matmuls(x, w, go))
+        seconds, bare = side_by_side(dense_step(x, w, b, go), bare_matmuls(x, w, go), sync, min_seconds=min_seconds)
         results.append(Result("dense", name, seconds * 1e3, 3 * 2.0 * n * fin * fout / seconds / 1e9))
         results.append(Result("3 bare matmuls", name, bare * 1e3, 3 * 2.0 * n * fin * fout / bare / 1e9))
     step += 1

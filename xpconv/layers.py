@@ -97,6 +97,16 @@ class _ParameterLayer(Layer):
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         return self._x
 
+    def parameters(self):
+        return [p for p in (self.weight, self.bias) if p is not None]
+
+    def _keep(self, grads):
+        """Store the parameter gradients of a kernel's ``Gradients``; return the input's."""
+        self.weight.grad = grads.weight
+        if self.bias is not None:
+            self.bias.grad = grads.bias
+        return grads.input
+
 
 class Conv2D(_ParameterLayer):
     """2-D convolution layer over NCHW batches; see :func:`xpconv.conv2d` for the arguments."""
@@ -112,21 +122,14 @@ class Conv2D(_ParameterLayer):
         self.weight = self._init((out_channels, cg, kh, kw), cg * kh * kw, og * kh * kw, "weight")
         self.bias = self._zeros(out_channels, "bias") if bias else None
 
-    def parameters(self):
-        return [p for p in (self.weight, self.bias) if p is not None]
-
     def forward(self, x):
         self._check_device(x)
         self._x = x
         return conv2d(x, self.weight.value, None if self.bias is None else self.bias.value, **self.hyper)
 
     def backward(self, grad_output):
-        grads = conv2d_backward(grad_output, self._saved_input(), self.weight.value,
-                                with_bias=self.bias is not None, **self.hyper)
-        self.weight.grad = grads.weight
-        if self.bias is not None:
-            self.bias.grad = grads.bias
-        return grads.input
+        return self._keep(conv2d_backward(grad_output, self._saved_input(), self.weight.value,
+                                          with_bias=self.bias is not None, **self.hyper))
 
 
 class Dense(_ParameterLayer):
@@ -137,20 +140,14 @@ class Dense(_ParameterLayer):
         self.weight = self._init((out_features, in_features), in_features, out_features, "weight")
         self.bias = self._zeros(out_features, "bias") if bias else None
 
-    def parameters(self):
-        return [p for p in (self.weight, self.bias) if p is not None]
-
     def forward(self, x):
         self._check_device(x)
         self._x = x
         return dense(x, self.weight.value, None if self.bias is None else self.bias.value)
 
     def backward(self, grad_output):
-        grads = dense_backward(grad_output, self._saved_input(), self.weight.value, with_bias=self.bias is not None)
-        self.weight.grad = grads.weight
-        if self.bias is not None:
-            self.bias.grad = grads.bias
-        return grads.input
+        return self._keep(dense_backward(grad_output, self._saved_input(), self.weight.value,
+                                         with_bias=self.bias is not None))
 
 
 class Flatten(Layer):
