@@ -39,6 +39,12 @@ def cmd_info(args) -> int:
     print(f"python   {platform.python_version()} ({platform.machine()})")
     print(f"numpy    {np.__version__} (BLAS: {_blas()})")
     print(f"cupy     {cupy_version}")
+    from ._parallel import cpu_workers, workers_for
+
+    threads = workers_for(np)
+    how = "threadpoolctl found" if threads > 1 else (
+        "one worker: pip install xpconv[fast] for threadpoolctl" if cpu_workers() > 1 else "one core")
+    print(f"threads  {threads} CPU worker(s) for conv2d ({how})")
     print(f"backends cpu{', cuda' if gpus else ''}")
     for i, name in enumerate(gpus):
         print(f"gpu      cuda:{i} {name}")

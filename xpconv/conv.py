@@ -20,14 +20,16 @@ from ._backend import array_namespace
 from ._checks import as_pair, as_positive_int, check_array, common_dtype, compute_dtype
 from ._grads import Gradients
 from ._patches import ConvGeometry, col2im, im2col, pad_input
+from ._parallel import map_chunks, workers_for
 from ._workspace import scratch
 from .bias import bias_add, bias_backward
 
 DEFAULT_WORKSPACE_BYTES = 64 * 2**20  # scratch memory per call, beyond inputs, outputs and gradients
-# Patch matrices of about this size stay in a core's L2 cache between im2col and the GEMM
-# that reads them: measured on 2 cores (2 MiB L2 each), 4 MiB chunks ran the resnet shape's
-# forward in 57 ms against 111 ms for 64 MiB chunks.  The workspace limit still caps it.
-CACHE_CHUNK_BYTES = 4 * 2**20
+# On the CPU each chunk's scratch is kept near this size, so that a worker's patch matrix is
+# still in cache when its GEMM reads it.  Measured on 2 cores (2 MiB L2 each, 2 workers), train
+# step forward + backward: cifar 57 ms at 8 MiB against 70 ms at 4 MiB and 74 ms at 32 MiB;
+# resnet 139 / 136 / 164 ms (and 340 ms with one 64 MiB chunk, single-threaded, at the start).
+CACHE_CHUNK_BYTES = 8 * 2**20
 
 
 def _resolve_padding(padding, kernel, dilation, stride) -> tuple[int, int, int, int]:
@@ -87,11 +89,14 @@ def _geometry(x, weight, bias, stride, padding, dilation, groups) -> ConvGeometr
 
 def _chunks(n: int, per_sample_bytes: int, workspace_bytes: int | None, xp):
     """Batch slices whose scratch arrays (``per_sample_bytes`` per sample) fit in the
-    workspace limit and, on the CPU, in about ``CACHE_CHUNK_BYTES``; at least 1 sample each."""
+    workspace limit, shared among the worker threads, and on the CPU in about
+    ``CACHE_CHUNK_BYTES``; at least 1 sample each, and at least one chunk per worker."""
     limit = DEFAULT_WORKSPACE_BYTES if workspace_bytes is None else as_positive_int(workspace_bytes, "workspace_bytes")
+    workers = workers_for(xp)
+    limit //= workers
     if xp is np:
         limit = min(limit, CACHE_CHUNK_BYTES)
-    step = max(1, limit // max(per_sample_bytes, 1))
+    step = max(1, min(limit // max(per_sample_bytes, 1), -(-n // workers)))
     return [slice(start, min(start + step, n)) for start in range(0, n, step)]
 
 
@@ -141,23 +146,27 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, w
     acc = compute_dtype(x.dtype)
     y = xp.empty(g.output_shape, dtype=acc)
     chunks = _chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=False), workspace_bytes, xp)
-    _gemm_forward(xp, x, weight.astype(acc, copy=False), y, g, chunks)
-    if bias is not None:
-        bias_add(y, bias.astype(acc, copy=False), axis=1, out=y)
+    _gemm_forward(xp, x, weight.astype(acc, copy=False), None if bias is None else bias.astype(acc, copy=False), y, g, chunks)
     return y.astype(x.dtype, copy=False)
 
 
-def _gemm_forward(xp, x, weight, y, g: ConvGeometry, chunks):
-    """Per chunk of the batch: im2col, then one GEMM per sample and group, written into ``y``."""
+def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, chunks):
+    """Per chunk of the batch: im2col, then one GEMM per sample and group, written into ``y``,
+    plus the bias (when not ``None``)."""
     oh, ow = g.out
     og, k = g.o // g.groups, g.c // g.groups * g.kh * g.kw
     w_g = weight.reshape(g.groups, og, k)  # (O, Cg, kh, kw) -> (G, Og, K)
-    for batch in chunks:
+
+    def run(batch):
         b = batch.stop - batch.start
         x_pad = pad_input(xp, x[batch].astype(y.dtype, copy=False), g, out=scratch(xp, "x_pad", (b, g.c, *g.padded), y.dtype))
         cols = im2col(xp, x_pad, g, out=scratch(xp, "cols", (b, g.c, g.kh, g.kw, oh, ow), y.dtype))
         cols = cols.reshape(b, g.groups, k, oh * ow)  # (B, C, kh, kw, oh, ow) -> (B, G, K, P)
         xp.matmul(w_g, cols, out=y[batch].reshape(b, g.groups, og, oh * ow))  # (G, Og, K) @ (B, G, K, P) -> (B, G, Og, P), in y
+        if bias is not None:
+            bias_add(y[batch], bias, axis=1, out=y[batch])
+
+    map_chunks(xp, run, chunks)
 
 
 def conv2d_backward(
@@ -179,18 +188,18 @@ def conv2d_backward(
     acc = compute_dtype(x.dtype)
     grad_x = xp.empty(x.shape, dtype=acc)
     grad_w = xp.zeros(weight.shape, dtype=acc)
+    grad_b = xp.zeros(g.o, dtype=acc) if with_bias else None
     w = weight.astype(acc, copy=False)
     g_t = _transposed_geometry(g)
     if g_t is None:  # strided, or padded beyond the kernel: the adjoint of im2col, col2im
         chunks = _chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), workspace_bytes, xp)
-        _gemm_backward(xp, grad_output, x, w, grad_x, grad_w, g, chunks)
+        _gemm_backward(xp, grad_output, x, w, grad_x, grad_w, grad_b, g, chunks)
     else:
         chunks = _chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), workspace_bytes, xp)
-        _gemm_backward(xp, grad_output, x, w, None, grad_w, g, chunks)
+        _gemm_backward(xp, grad_output, x, w, None, grad_w, grad_b, g, chunks)
         chunks = _chunks(g.n, _scratch_per_sample(g_t, acc.itemsize, backward=False), workspace_bytes, xp)
-        _gemm_forward(xp, grad_output, _flip_transpose(w, g), grad_x, g_t, chunks)
-    grad_bias = bias_backward(grad_output, axis=1) if with_bias else None
-    return Gradients(grad_x.astype(x.dtype, copy=False), grad_w.astype(x.dtype, copy=False), grad_bias)
+        _gemm_forward(xp, grad_output, _flip_transpose(w, g), None, grad_x, g_t, chunks)
+    return Gradients(*(None if a is None else a.astype(x.dtype, copy=False) for a in (grad_x, grad_w, grad_b)))
 
 
 def _transposed_geometry(g: ConvGeometry) -> ConvGeometry | None:
@@ -214,23 +223,31 @@ def _flip_transpose(weight, g: ConvGeometry):
     return w[..., ::-1, ::-1].reshape(g.c, og, g.kh, g.kw)  # flipped, (G, Cg, Og, ...) -> (C, Og, kh, kw) (a copy)
 
 
-def _gemm_backward(xp, grad_output, x, weight, grad_x, grad_w, g: ConvGeometry, chunks):
-    """Per chunk: patches again, ``grad_w += go · colsᵀ``, and unless ``grad_x`` is ``None``,
-    ``grad_cols = wᵀ · go`` and col2im into ``grad_x``."""
+def _gemm_backward(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGeometry, chunks):
+    """Per chunk: patches again, the chunk's ``go · colsᵀ`` and bias gradient (summed into
+    ``grad_w`` and ``grad_b`` in chunk order), and unless ``grad_x`` is ``None``,
+    ``grad_cols = wᵀ · go`` and col2im into it."""
     acc = grad_w.dtype
     oh, ow = g.out
     og, k = g.o // g.groups, g.c // g.groups * g.kh * g.kw
     w_t = weight.reshape(g.groups, og, k).transpose(0, 2, 1)  # (O, Cg, kh, kw) -> (G, Og, K) -> (G, K, Og)
-    grad_w_g = grad_w.reshape(g.groups, og, k)  # (O, Cg, kh, kw) -> (G, Og, K), a view
-    for batch in chunks:
+
+    def run(batch):
         b = batch.stop - batch.start
         x_pad = pad_input(xp, x[batch].astype(acc, copy=False), g, out=scratch(xp, "x_pad", (b, g.c, *g.padded), acc))
-        go = grad_output[batch].astype(acc, copy=False).reshape(b, g.groups, og, oh * ow)  # (B, O, oh, ow) -> (B, G, Og, P)
+        go_chunk = grad_output[batch].astype(acc, copy=False)
+        go = go_chunk.reshape(b, g.groups, og, oh * ow)  # (B, O, oh, ow) -> (B, G, Og, P)
         cols = im2col(xp, x_pad, g, out=scratch(xp, "cols", (b, g.c, g.kh, g.kw, oh, ow), acc))
         cols = cols.reshape(b, g.groups, k, oh * ow)  # (B, C, kh, kw, oh, ow) -> (B, G, K, P)
-        grad_w_g += xp.matmul(go, cols.transpose(0, 1, 3, 2)).sum(axis=0)  # (B, G, Og, P) @ (B, G, P, K) -> (G, Og, K)
-        if grad_x is None:
-            continue
-        grad_cols = xp.matmul(w_t, go, out=scratch(xp, "grad_cols", (b, g.groups, k, oh * ow), acc))  # -> (B, G, K, P)
-        grad_cols = grad_cols.reshape(b, g.c, g.kh, g.kw, oh, ow)  # (B, G, K, P) -> (B, C, kh, kw, oh, ow)
-        grad_x[batch] = col2im(xp, grad_cols, g, out=scratch(xp, "grad_x_pad", (b, g.c, *g.padded), acc))
+        if grad_x is not None:
+            grad_cols = xp.matmul(w_t, go, out=scratch(xp, "grad_cols", (b, g.groups, k, oh * ow), acc))  # -> (B, G, K, P)
+            grad_cols = grad_cols.reshape(b, g.c, g.kh, g.kw, oh, ow)  # (B, G, K, P) -> (B, C, kh, kw, oh, ow)
+            grad_x[batch] = col2im(xp, grad_cols, g, out=scratch(xp, "grad_x_pad", (b, g.c, *g.padded), acc))
+        partial_w = xp.matmul(go, cols.transpose(0, 1, 3, 2)).sum(axis=0)  # (B, G, Og, P) @ (B, G, P, K) -> (G, Og, K)
+        return partial_w, None if grad_b is None else bias_backward(go_chunk, axis=1)
+
+    grad_w_g = grad_w.reshape(g.groups, og, k)  # (O, Cg, kh, kw) -> (G, Og, K), a view
+    for partial_w, partial_b in map_chunks(xp, run, chunks):
+        grad_w_g += partial_w
+        if grad_b is not None:
+            grad_b += partial_b
