@@ -3,7 +3,8 @@
 On NumPy, a freshly allocated multi-megabyte array costs a page fault per 4 KiB the first
 time it is written, which for small convolutions took longer than the arithmetic (the
 ``mnist`` forward: 4.6 ms with fresh buffers, 1.6 ms with reused ones).  So each thread
-keeps one reusable buffer per named slot, up to ``MAX_CACHED_BYTES`` each.  CuPy has its
+keeps one reusable buffer per named slot, up to ``MAX_CACHED_BYTES`` each (in practice the
+size of one chunk's patch matrix, about 8 MiB); :func:`release` drops them all.  CuPy has its
 own memory pool, so there this is plain ``xp.empty``.  Scratch arrays never leave xpconv.
 """
 
@@ -16,6 +17,8 @@ import numpy as np
 
 MAX_CACHED_BYTES = 16 * 2**20
 _local = threading.local()
+_every_thread: list[dict] = []  # each thread's slot -> buffer dict, so that release() reaches all
+_lock = threading.Lock()
 
 
 def scratch(xp, slot: str, shape, dtype):
@@ -25,8 +28,19 @@ def scratch(xp, slot: str, shape, dtype):
     nbytes = math.prod(shape) * np.dtype(dtype).itemsize
     if nbytes > MAX_CACHED_BYTES:
         return np.empty(shape, dtype=dtype)
-    buffers = _local.__dict__.setdefault("buffers", {})
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+        with _lock:
+            _every_thread.append(buffers)
     buf = buffers.get(slot)
     if buf is None or buf.nbytes < nbytes:
         buf = buffers[slot] = np.empty(max(nbytes, 1), dtype=np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def release():
+    """Drop every thread's cached buffers (they are reallocated on next use)."""
+    with _lock:
+        for buffers in _every_thread:
+            buffers.clear()
