@@ -154,7 +154,7 @@ def test_training_reduces_loss():
     model = Sequential(Conv2D(1, 4, 3, padding=1, seed=0), ReLU(), Dropout(0.1, seed=0), Flatten(), Dense(4 * 36, 4, seed=1))
     loss_fn, opt = SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.05, momentum=0.9)
     losses = []
-    for epoch in range(5):
+    for _ in range(5):
         for start in range(0, 240, 30):
             losses.append(loss_fn.forward(model.forward(x[start : start + 30]), labels[start : start + 30]))
             model.backward(loss_fn.backward())

@@ -8,8 +8,9 @@ Notation: input ``x`` is ``(N, C, H, W)``, ``weight`` is ``(O, C/groups, kh, kw)
 and ``y[n, o, p, q] = bias[o] + Σ_{c, i, j} x_pad[n, g·Cg + c, p·sh + i·dh, q·sw + j·dw] · weight[o, c, i, j]``
 where ``g = o // (O / groups)`` is the group of output channel ``o`` and ``Cg = C / groups``.
 
-The batch is processed in chunks so that the patch matrix of one chunk stays within a
-workspace limit (64 MiB by default), whatever the batch size.
+The batch is processed in chunks whose scratch memory stays within a workspace limit
+(64 MiB by default) whatever the batch size; on the CPU the chunks are also kept small enough
+to stay in cache, and run on one worker thread per core (:mod:`xpconv._parallel`).
 """
 
 from __future__ import annotations
@@ -126,8 +127,8 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, w
     groups : int
         ``C`` and ``O`` must both be divisible by it; ``groups == C`` is depthwise.
     workspace_bytes : int, optional
-        Upper bound on the patch matrix kept at once (default 64 MiB); larger batches are
-        processed in chunks.
+        Upper bound on the scratch memory (padded copies and patch matrices) held at once
+        beyond inputs and outputs, default 64 MiB; the batch is processed in chunks that fit.
 
     Returns
     -------
@@ -175,9 +176,12 @@ def conv2d_backward(
     """Gradients of :func:`conv2d` for the upstream gradient ``grad_output`` ``(N, O, oh, ow)``.
 
     Returns a named tuple ``(input, weight, bias)`` with the shapes of ``x``, ``weight`` and
-    ``(O,)``; ``bias`` is ``None`` when ``with_bias=False``.  The input gradient is the
-    adjoint of the forward pass (the weight's transpose applied to the output gradient's
-    patches, then col2im), which is the same as a full correlation with the flipped kernel.
+    ``(O,)``; ``bias`` is ``None`` when ``with_bias=False``.  Arguments as for :func:`conv2d`.
+
+    The weight gradient is ``grad_output`` times the patches' transpose, summed over the batch.
+    The input gradient is the adjoint of the forward pass: in general the weight's transpose
+    applied to ``grad_output`` then col2im; for stride 1, when ``O <= C``, the equal and cheaper
+    correlation of the padded ``grad_output`` with the flipped, transposed kernel.
     """
     g = _geometry(x, weight, None, stride, padding, dilation, groups)
     check_array(grad_output, "grad_output", ndim=4)
@@ -191,12 +195,11 @@ def conv2d_backward(
     grad_b = xp.zeros(g.o, dtype=acc) if with_bias else None
     w = weight.astype(acc, copy=False)
     g_t = _transposed_geometry(g)
-    if g_t is None:  # strided, or padded beyond the kernel: the adjoint of im2col, col2im
-        chunks = _chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), workspace_bytes, xp)
-        _gemm_backward(xp, grad_output, x, w, grad_x, grad_w, grad_b, g, chunks)
-    else:
-        chunks = _chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), workspace_bytes, xp)
-        _gemm_backward(xp, grad_output, x, w, None, grad_w, grad_b, g, chunks)
+    chunks = _chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), workspace_bytes, xp)
+    # Without a transposed geometry (strided, or padded beyond the kernel) the same pass over
+    # the patches also computes the input gradient, by col2im.
+    _gemm_backward(xp, grad_output, x, w, grad_x if g_t is None else None, grad_w, grad_b, g, chunks)
+    if g_t is not None:
         chunks = _chunks(g.n, _scratch_per_sample(g_t, acc.itemsize, backward=False), workspace_bytes, xp)
         _gemm_forward(xp, grad_output, _flip_transpose(w, g), None, grad_x, g_t, chunks)
     return Gradients(*(None if a is None else a.astype(x.dtype, copy=False) for a in (grad_x, grad_w, grad_b)))
