@@ -19,6 +19,7 @@ import numpy as np
 
 from . import book, reference
 from ._backend import array_namespace, get_namespace, to_device, to_numpy
+from ._parallel import workers_for
 from .bias import bias_add, bias_backward
 from .check import TOLERANCE, relative_error
 from .conv import _geometry, conv2d, conv2d_backward
@@ -296,11 +297,16 @@ def format_table(results, ceiling: float) -> str:
     return "\n".join(lines)
 
 
+def cpu_threads() -> int:
+    """Worker threads xpconv's CPU kernels use here."""
+    return workers_for(np)
+
+
 def as_json(results, ceiling, device, dtype) -> dict:
     import platform
 
     return {
         "device": device, "dtype": dtype, "machine": platform.processor() or platform.machine(),
-        "matmul_ceiling_gflops": ceiling, "numpy": np.__version__,
+        "cpu_worker_threads": cpu_threads(), "matmul_ceiling_gflops": ceiling, "numpy": np.__version__,
         "date": time.strftime("%Y-%m-%d"), "results": [asdict(r) for r in results],
     }

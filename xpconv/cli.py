@@ -91,7 +91,8 @@ def cmd_bench(args) -> int:
     print(f"xpconv bench --device {args.device} --dtype {args.dtype}: median of repeats; "
           "'x book' = throughput over the book's per-pixel loop, 'vs torch' = PyTorch time / xpconv time")
     ceiling = bench.matmul_ceiling(args.device, args.dtype)
-    print(f"ceiling: a 2048x2048 {args.dtype} matmul runs at {ceiling:.0f} GFLOP/s on this machine")
+    print(f"ceiling: a 2048x2048 {args.dtype} matmul runs at {ceiling:.0f} GFLOP/s on this machine; "
+          f"xpconv uses {bench.cpu_threads()} CPU worker thread(s)")
     results = bench.run(args.device, args.dtype, shapes, book=not args.no_book, min_seconds=args.min_seconds)
     print(bench.format_table(results, ceiling))
     if args.json:
