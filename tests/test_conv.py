@@ -186,9 +186,16 @@ def test_inputs_are_not_modified(rng):
 
 def test_non_contiguous_inputs(rng):
     x = random_array(rng, (5, 6, 4, 3)).transpose(0, 3, 2, 1)  # (5, 3, 4, 6), strided
-    wt = random_array(rng, (2, 3, 2, 2))
-    ref = oracle.conv2d(np.ascontiguousarray(x), wt, None, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    wt = random_array(rng, (2, 3, 2, 2))[:, :, ::-1, ::-1]  # negative strides
+    go = random_array(rng, (5, 2, 3, 5)).transpose(0, 1, 2, 3)[:, :, :, ::-1]
+    pads = (0, 0, 0, 0)
+    ref = oracle.conv2d(x, wt, None, (1, 1), pads, (1, 1), 1)
     assert_close(xpconv.conv2d(x, wt), ref, np.float64)
+    dx, dw, db = oracle.conv2d_grads(go, x, wt, (1, 1), pads, (1, 1), 1)
+    grads = xpconv.conv2d_backward(go, x, wt)
+    assert_close(grads.input, dx, np.float64)
+    assert_close(grads.weight, dw, np.float64)
+    assert_close(grads.bias, db, np.float64)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])

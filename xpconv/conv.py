@@ -147,7 +147,8 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, w
     acc = compute_dtype(x.dtype)
     y = xp.empty(g.output_shape, dtype=acc)
     chunks = _chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=False), workspace_bytes, xp)
-    _gemm_forward(xp, x, weight.astype(acc, copy=False), None if bias is None else bias.astype(acc, copy=False), y, g, chunks)
+    weight = xp.ascontiguousarray(weight.astype(acc, copy=False))  # small; strided views would keep GEMMs off BLAS
+    _gemm_forward(xp, x, weight, None if bias is None else bias.astype(acc, copy=False), y, g, chunks)
     return y.astype(x.dtype, copy=False)
 
 
@@ -193,7 +194,7 @@ def conv2d_backward(
     grad_x = xp.empty(x.shape, dtype=acc)
     grad_w = xp.zeros(weight.shape, dtype=acc)
     grad_b = xp.zeros(g.o, dtype=acc) if with_bias else None
-    w = weight.astype(acc, copy=False)
+    w = xp.ascontiguousarray(weight.astype(acc, copy=False))
     g_t = _transposed_geometry(g)
     chunks = _chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), workspace_bytes, xp)
     # Without a transposed geometry (strided, or padded beyond the kernel) the same pass over
