@@ -52,3 +52,20 @@ def test_user_workspace_limit_is_respected():
     extra = peak_extra_bytes(64, workspace_bytes=2 * MiB)
     assert extra < 2 * MiB + per_sample_patches
     assert peak_extra_bytes(64, workspace_bytes=1) < 6 * per_sample_patches  # one sample at a time
+
+
+def test_scratch_of_finished_threads_is_freed(monkeypatch):
+    import gc
+    import threading
+
+    from xpconv import _workspace
+
+    monkeypatch.setenv("XPCONV_NUM_THREADS", "1")  # the work runs in the calling thread
+    before = len(_workspace._every_thread)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8), dtype=np.float32)
+    threads = [threading.Thread(target=xpconv.conv2d, args=(x, x[:2, :, :3, :3]), kwargs={"padding": 1}) for _ in range(5)]
+    for t in threads:
+        t.start()
+        t.join()
+    gc.collect()
+    assert len(_workspace._every_thread) == before

@@ -7,7 +7,7 @@ Rules:
 * Each worker thread runs whole chunks — patch extraction, its GEMMs, its share of the output —
   while the BLAS library is held to one thread for the duration (``threadpoolctl``), so that
   the cores are not oversubscribed.  Measured on 2 cores: the ``resnet`` train step 169 ms
-  sequentially with a 2-thread BLAS, 132 ms as 2 workers with 1-thread BLAS each.
+  sequentially with a 2-thread BLAS, 138 ms as 2 workers with 1-thread BLAS each.
 * Without the optional ``threadpoolctl`` (``pip install xpconv[fast]``) or with
   ``XPCONV_NUM_THREADS=1``, chunks run in order and the BLAS keeps its own threads.
 * Results come back in chunk order, so sums over chunks do not depend on thread timing.
@@ -17,11 +17,13 @@ Rules:
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 _state: dict = {"pid": None, "pool": None, "controller": None}
+_lock = threading.Lock()
 
 
 def cpu_workers() -> int:
@@ -49,9 +51,15 @@ def _controller():
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
-    if _state["pid"] != os.getpid() or _state["pool"]._max_workers != workers:
-        _state.update(pid=os.getpid(), pool=ThreadPoolExecutor(workers, thread_name_prefix="xpconv"))
-    return _state["pool"]
+    """The shared pool of ``workers`` threads (a new one after a fork or a change of count)."""
+    with _lock:
+        pool = _state["pool"]
+        if _state["pid"] != os.getpid() or pool._max_workers != workers:
+            if pool is not None and _state["pid"] == os.getpid():
+                pool.shutdown(wait=False)
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="xpconv")
+            _state.update(pid=os.getpid(), pool=pool)
+        return pool
 
 
 def workers_for(xp) -> int:
@@ -63,8 +71,8 @@ def workers_for(xp) -> int:
 
 def map_chunks(xp, fn, chunks) -> list:
     """``[fn(chunk) for chunk in chunks]``, on ``workers_for(xp)`` threads when above one."""
-    workers = min(workers_for(xp), len(chunks))
-    if workers <= 1:
+    workers = workers_for(xp)
+    if workers <= 1 or len(chunks) <= 1:
         return [fn(chunk) for chunk in chunks]
     with _controller().limit(limits=1, user_api="blas"):
         return list(_pool(workers).map(fn, chunks))

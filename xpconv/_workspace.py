@@ -12,12 +12,24 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 
 import numpy as np
 
 MAX_CACHED_BYTES = 16 * 2**20
+
+
+class _Buffers:
+    """One thread's slot -> buffer map, in an object that can be weakly referenced."""
+
+    __slots__ = ("slots", "__weakref__")
+
+    def __init__(self):
+        self.slots = {}
+
+
 _local = threading.local()
-_every_thread: list[dict] = []  # each thread's slot -> buffer dict, so that release() reaches all
+_every_thread: weakref.WeakSet = weakref.WeakSet()  # so that release() reaches all live threads
 _lock = threading.Lock()
 
 
@@ -30,17 +42,17 @@ def scratch(xp, slot: str, shape, dtype):
         return np.empty(shape, dtype=dtype)
     buffers = getattr(_local, "buffers", None)
     if buffers is None:
-        buffers = _local.buffers = {}
+        buffers = _local.buffers = _Buffers()
         with _lock:
-            _every_thread.append(buffers)
-    buf = buffers.get(slot)
+            _every_thread.add(buffers)
+    buf = buffers.slots.get(slot)
     if buf is None or buf.nbytes < nbytes:
-        buf = buffers[slot] = np.empty(max(nbytes, 1), dtype=np.uint8)
+        buf = buffers.slots[slot] = np.empty(max(nbytes, 1), dtype=np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
 def release():
     """Drop every thread's cached buffers (they are reallocated on next use)."""
     with _lock:
-        for buffers in _every_thread:
-            buffers.clear()
+        for buffers in list(_every_thread):
+            buffers.slots.clear()
