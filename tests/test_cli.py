@@ -72,13 +72,14 @@ def test_bench_rejects_unknown_shape(capsys):
 
 def test_bench_refuses_wrong_kernels(monkeypatch):
     import xpconv.bench as bench
+    import xpconv.check as check_module
 
-    real = bench.conv2d_backward
+    real = check_module.conv2d_backward
 
     def wrong(*args, **kwargs):
         g = real(*args, **kwargs)
         return g._replace(weight=g.weight * 1.01)
 
-    monkeypatch.setattr(bench, "conv2d_backward", wrong)
+    monkeypatch.setattr(check_module, "conv2d_backward", wrong)  # bench checks through xpconv.check
     with pytest.raises(RuntimeError, match="disagrees with the float64 reference"):
         bench.run(shapes=["mnist"], book=False, torch=False, min_seconds=0, log=lambda m: None)

@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import book, reference
+from . import book
 from ._backend import array_namespace, get_namespace, to_device, to_numpy
 from ._parallel import workers_for
 from .bias import bias_add, bias_backward
-from .check import TOLERANCE, relative_error
-from .conv import _geometry, conv2d, conv2d_backward
+from .check import TOLERANCE, conv_errors
+from .conv import conv2d, conv2d_backward
 from .dense import dense, dense_backward
 
 
@@ -217,14 +217,7 @@ class Result:
 def _check_conv(shape, device, dtype) -> float:
     """Worst relative error of forward and all gradients on 2 samples vs the float64 reference."""
     x, w, b, go = conv_inputs(shape, device, dtype, seed=1, n=2)
-    g = _geometry(x, w, b, shape.stride, shape.padding, 1, shape.groups)
-    hyper = dict(stride=g.stride, pad=g.pad, dilation=g.dilation, groups=g.groups)
-    xh, wh, bh, gh = (to_numpy(a).astype(np.float64) for a in (x, w, b, go))
-    ref = reference.conv2d_backward(gh, xh, wh, **hyper)
-    got = conv2d_backward(go, x, w, **shape.kwargs)
-    errors = [relative_error(conv2d(x, w, b, **shape.kwargs), reference.conv2d(xh, wh, bh, **hyper))]
-    errors += [relative_error(getattr(got, k), getattr(ref, k)) for k in ("input", "weight", "bias")]
-    return max(errors)
+    return max(conv_errors(x, w, b, go, **shape.kwargs).values())
 
 
 def run(device="cpu", dtype="float32", shapes=None, *, book=True, torch=True, min_seconds=0.5, log=None):

@@ -14,7 +14,7 @@ import numpy as np
 from . import reference
 from ._backend import get_namespace, to_device, to_numpy
 from .bias import bias_add, bias_backward
-from .conv import _resolve_padding, conv2d, conv2d_backward
+from .conv import _geometry, conv2d, conv2d_backward
 from .dense import dense, dense_backward
 
 TOLERANCE = {"float64": 1e-12, "float32": 1e-5, "float16": 2e-3}
@@ -57,6 +57,21 @@ def _inputs(rng, dtype, *shapes):
     return arrays, [a.astype(np.float64) for a in arrays]
 
 
+def conv_errors(x, weight, bias, grad_output, *, stride=1, padding=0, dilation=1, groups=1) -> dict[str, float]:
+    """Relative errors of conv2d and its three gradients (arrays on any device) against the
+    float64 reference run on the same values; keys ``conv2d`` and ``conv2d_backward.<part>``."""
+    g = _geometry(x, weight, bias, stride, padding, dilation, groups)
+    hyper = dict(stride=g.stride, pad=g.pad, dilation=g.dilation, groups=g.groups)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    xh, wh, bh, gh = (to_numpy(a).astype(np.float64) for a in (x, weight, bias, grad_output))
+    errors = {"conv2d": relative_error(conv2d(x, weight, bias, **kw), reference.conv2d(xh, wh, bh, **hyper))}
+    grads = conv2d_backward(grad_output, x, weight, **kw)
+    ref = reference.conv2d_backward(gh, xh, wh, **hyper)
+    for part in ("input", "weight", "bias"):
+        errors[f"conv2d_backward.{part}"] = relative_error(getattr(grads, part), getattr(ref, part))
+    return errors
+
+
 def run_check(device: str = "cpu", dtypes=("float32", "float64"), seed: int = 0) -> list[Row]:
     get_namespace(device)  # fail early, with the helpful message, if the device is missing
     rng = np.random.default_rng(seed)
@@ -64,18 +79,12 @@ def run_check(device: str = "cpu", dtypes=("float32", "float64"), seed: int = 0)
     for dtype in dtypes:
         tol = TOLERANCE[dtype]
         for name, (n, c, h, w, o, kh, kw, s, p, d, grp) in CONFIGS.items():
-            stride, dilation = _pair(s), _pair(d)
-            pad = _resolve_padding(p, (kh, kw), dilation, stride)
-            host, exact = _inputs(rng, dtype, (n, c, h, w), (o, c // grp, kh, kw), (o,))
-            x, wt, b = (to_device(a, device) for a in host)
-            y = conv2d(x, wt, b, stride=s, padding=p, dilation=d, groups=grp)
-            ref_y = reference.conv2d(*exact, stride=stride, pad=pad, dilation=dilation, groups=grp)
-            (go_host,), (go_exact,) = _inputs(rng, dtype, ref_y.shape)
-            grads = conv2d_backward(to_device(go_host, device), x, wt, stride=s, padding=p, dilation=d, groups=grp)
-            ref = reference.conv2d_backward(go_exact, exact[0], exact[1], stride=stride, pad=pad, dilation=dilation, groups=grp)
-            rows.append(Row("conv2d", name, dtype, relative_error(y, ref_y), tol))
-            for part in ("input", "weight", "bias"):
-                rows.append(Row(f"conv2d_backward.{part}", name, dtype, relative_error(getattr(grads, part), getattr(ref, part)), tol))
+            host, _ = _inputs(rng, dtype, (n, c, h, w), (o, c // grp, kh, kw), (o,))
+            out_shape = _geometry(*host, s, p, d, grp).output_shape
+            (go_host,), _ = _inputs(rng, dtype, out_shape)
+            x, wt, b, go = (to_device(a, device) for a in (*host, go_host))
+            errors = conv_errors(x, wt, b, go, stride=s, padding=p, dilation=d, groups=grp)
+            rows += [Row(kernel, name, dtype, error, tol) for kernel, error in errors.items()]
         for name, (n, fin, fout) in DENSE.items():
             host, exact = _inputs(rng, dtype, (n, fin), (fout, fin), (fout,), (n, fout))
             x, wt, b, go = (to_device(a, device) for a in host)
@@ -89,10 +98,6 @@ def run_check(device: str = "cpu", dtypes=("float32", "float64"), seed: int = 0)
         rows.append(Row("bias_add", "NCHW axis=1", dtype, relative_error(bias_add(x, b), exact[0] + exact[1][:, None, None]), tol))
         rows.append(Row("bias_backward", "NCHW axis=1", dtype, relative_error(bias_backward(x), exact[0].sum(axis=(0, 2, 3))), tol))
     return rows
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
 
 
 def format_rows(rows: list[Row]) -> str:

@@ -152,6 +152,15 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, w
     return y.astype(x.dtype, copy=False)
 
 
+def _patch_matrices(xp, x, batch: slice, g: ConvGeometry, dtype):
+    """The chunk's padded copy and patches, in this thread's scratch: -> (B, G, Cg·kh·kw, oh·ow)."""
+    b = batch.stop - batch.start
+    oh, ow = g.out
+    x_pad = pad_input(xp, x[batch].astype(dtype, copy=False), g, out=scratch(xp, "x_pad", (b, g.c, *g.padded), dtype))
+    cols = im2col(xp, x_pad, g, out=scratch(xp, "cols", (b, g.c, g.kh, g.kw, oh, ow), dtype))
+    return cols.reshape(b, g.groups, g.c // g.groups * g.kh * g.kw, oh * ow)  # (B, C, kh, kw, oh, ow) -> (B, G, K, P)
+
+
 def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, chunks):
     """Per chunk of the batch: im2col, then one GEMM per sample and group, written into ``y``,
     plus the bias (when not ``None``)."""
@@ -161,9 +170,7 @@ def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, chunks):
 
     def run(batch):
         b = batch.stop - batch.start
-        x_pad = pad_input(xp, x[batch].astype(y.dtype, copy=False), g, out=scratch(xp, "x_pad", (b, g.c, *g.padded), y.dtype))
-        cols = im2col(xp, x_pad, g, out=scratch(xp, "cols", (b, g.c, g.kh, g.kw, oh, ow), y.dtype))
-        cols = cols.reshape(b, g.groups, k, oh * ow)  # (B, C, kh, kw, oh, ow) -> (B, G, K, P)
+        cols = _patch_matrices(xp, x, batch, g, y.dtype)
         xp.matmul(w_g, cols, out=y[batch].reshape(b, g.groups, og, oh * ow))  # (G, Og, K) @ (B, G, K, P) -> (B, G, Og, P), in y
         if bias is not None:
             bias_add(y[batch], bias, axis=1, out=y[batch])
@@ -241,11 +248,9 @@ def _gemm_backward(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGe
 
     def run(batch):
         b = batch.stop - batch.start
-        x_pad = pad_input(xp, x[batch].astype(acc, copy=False), g, out=scratch(xp, "x_pad", (b, g.c, *g.padded), acc))
         go_chunk = grad_output[batch].astype(acc, copy=False)
         go = go_chunk.reshape(b, g.groups, og, oh * ow)  # (B, O, oh, ow) -> (B, G, Og, P)
-        cols = im2col(xp, x_pad, g, out=scratch(xp, "cols", (b, g.c, g.kh, g.kw, oh, ow), acc))
-        cols = cols.reshape(b, g.groups, k, oh * ow)  # (B, C, kh, kw, oh, ow) -> (B, G, K, P)
+        cols = _patch_matrices(xp, x, batch, g, acc)
         if grad_x is not None:
             grad_cols = xp.matmul(w_t, go, out=scratch(xp, "grad_cols", (b, g.groups, k, oh * ow), acc))  # -> (B, G, K, P)
             grad_cols = grad_cols.reshape(b, g.c, g.kh, g.kw, oh, ow)  # (B, G, K, P) -> (B, C, kh, kw, oh, ow)
