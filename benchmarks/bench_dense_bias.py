@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from support import DEVICE_DTYPES, run
 from xpconv import to_device
-from xpconv.bench import BIAS_SHAPE, DENSE_SHAPES, bare_matmuls, bias_step, dense_inputs, dense_step
+from xpconv.tools.bench import BIAS_SHAPE, DENSE_SHAPES, bare_matmuls, bias_step, dense_inputs, dense_step
+
+from support import DEVICE_DTYPES, run
 
 
 @pytest.mark.parametrize("shape", list(DENSE_SHAPES))

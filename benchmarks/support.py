@@ -8,7 +8,7 @@ smoke tests.  ``extra_info["gflops"]`` holds each row's throughput.
 import pytest
 
 import xpconv
-from xpconv.bench import synchronizer
+from xpconv.tools.bench import synchronizer
 
 CUDA = pytest.mark.skipif(not xpconv.cuda_available(), reason="needs CuPy and a visible CUDA device")
 DEVICE_DTYPES = [

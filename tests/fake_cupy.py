@@ -80,6 +80,9 @@ class Device:
 class _Runtime:
     device_count = 1
 
+    def driverGetVersion(self):
+        return 12040
+
     def getDeviceCount(self):
         return self.device_count
 

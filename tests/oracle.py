@@ -33,7 +33,7 @@ def out_size(x_shape, w_shape, stride, pad, dilation):
     return oh, ow
 
 
-def conv2d(x, w, b, stride, pad, dilation, groups):
+def oracle_conv2d(x, w, b, stride, pad, dilation, groups):
     """``pad`` is (top, bottom, left, right); ``stride``/``dilation`` are pairs."""
     x = np.asarray(x, np.float64)
     w = np.asarray(w, np.float64)
@@ -52,7 +52,7 @@ def conv2d(x, w, b, stride, pad, dilation, groups):
     return y
 
 
-def conv2d_grads(go, x, w, stride, pad, dilation, groups):
+def oracle_conv2d_grads(go, x, w, stride, pad, dilation, groups):
     """(dL/dx, dL/dw, dL/db) for L = sum(go * conv2d(x, w, b))."""
     go = np.asarray(go, np.float64)
     x = np.asarray(x, np.float64)
@@ -72,7 +72,7 @@ def conv2d_grads(go, x, w, stride, pad, dilation, groups):
     return dx, dw, db
 
 
-def dense(x, w, b):
+def oracle_dense(x, w, b):
     n, fin = x.shape
     fout = w.shape[0]
     y = np.zeros((n, fout))
@@ -82,7 +82,7 @@ def dense(x, w, b):
     return y
 
 
-def dense_grads(go, x, w):
+def oracle_dense_grads(go, x, w):
     n, fin = x.shape
     fout = w.shape[0]
     dx = np.zeros((n, fin))
@@ -98,7 +98,7 @@ def dense_grads(go, x, w):
 def same_padding(kernel, dilation):
     """PyTorch's 'same': total d·(k-1), the odd extra at the bottom/right."""
     pads = []
-    for k, d in zip(kernel, dilation):
+    for k, d in zip(kernel, dilation, strict=True):
         total = d * (k - 1)
         pads += [total // 2, total - total // 2]
     return tuple(pads)

@@ -8,31 +8,31 @@ import textwrap
 import numpy as np
 import pytest
 
-import fake_cupy
 import xpconv
-from conftest import assert_close, random_array
-from test_conv import CONFIGS, check_against_oracle
+
+import fake_cupy
+from cases import CONFIGS, assert_close, check_against_oracle, random_array
 
 
 def test_cpu_namespace_is_numpy():
-    assert xpconv.get_namespace() is np
-    assert xpconv.get_namespace("cpu") is np
+    assert xpconv.namespace_for() is np
+    assert xpconv.namespace_for("cpu") is np
 
 
 @pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:-1", "cuda0", "CPU", "", "cpu:1", "tpu"])
 def test_bad_device_string(device):
     with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N'"):
-        xpconv.get_namespace(device)
+        xpconv.namespace_for(device)
 
 
 def test_device_must_be_a_string():
     with pytest.raises(TypeError, match="device must be a string"):
-        xpconv.get_namespace(0)
+        xpconv.namespace_for(0)
 
 
 def test_cuda_without_cupy_says_what_to_install(no_cupy):
     with pytest.raises(xpconv.DeviceUnavailableError) as info:
-        xpconv.get_namespace("cuda")
+        xpconv.namespace_for("cuda")
     assert "pip install xpconv[cuda12]" in str(info.value)
     assert "xpconv[cuda13]" in str(info.value)
     assert not xpconv.cuda_available()
@@ -44,13 +44,13 @@ def test_cuda_without_gpu_says_no_device(fake_cupy_module, monkeypatch):
     assert xpconv.cuda_available()
     monkeypatch.setattr(fake_cupy.runtime, "device_count", 0)
     with pytest.raises(xpconv.DeviceUnavailableError, match="no CUDA device found"):
-        xpconv.get_namespace("cuda")
+        xpconv.namespace_for("cuda")
     assert not xpconv.cuda_available()
 
 
 def test_cuda_index_out_of_range(fake_cupy_module):
     with pytest.raises(xpconv.DeviceUnavailableError, match="'cuda:3' does not exist: 1 CUDA device"):
-        xpconv.get_namespace("cuda:3")
+        xpconv.namespace_for("cuda:3")
 
 
 def test_import_does_not_import_cupy(tmp_path):
@@ -71,8 +71,8 @@ def test_import_does_not_import_cupy(tmp_path):
 
 def test_cuda_selection_and_transfers(fake_cupy_module):
     cp = fake_cupy_module
-    assert xpconv.get_namespace("cuda") is cp
-    assert xpconv.get_namespace("cuda:0") is cp
+    assert xpconv.namespace_for("cuda") is cp
+    assert xpconv.namespace_for("cuda:0") is cp
     host = np.arange(6.0).reshape(2, 3)
     dev = xpconv.to_device(host, "cuda")
     assert isinstance(dev, cp.ndarray)

@@ -5,71 +5,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import oracle
 import xpconv
-from conftest import assert_close, random_array
 
-# (N, C, H, W, O, kh, kw, stride, padding, dilation, groups)
-CONFIGS = [
-    pytest.param((2, 3, 6, 6, 4, 3, 3, 1, 1, 1, 1), id="3x3-pad1"),
-    pytest.param((3, 1, 8, 8, 4, 5, 5, 1, "same", 1, 1), id="book-5x5-same"),
-    pytest.param((2, 2, 7, 5, 3, 2, 2, 1, 0, 1, 1), id="even-kernel-nonsquare"),
-    pytest.param((2, 3, 6, 9, 4, 2, 3, 1, "same", 1, 1), id="same-even-rect"),
-    pytest.param((2, 2, 7, 8, 2, 4, 2, 1, "same", (2, 1), 1), id="same-dilated-even"),
-    pytest.param((2, 3, 9, 7, 2, 3, 2, (2, 3), (1, 2), 1, 1), id="stride-rect-pad"),
-    pytest.param((2, 2, 9, 9, 3, 3, 3, 2, 0, 2, 1), id="stride-dilation"),
-    pytest.param((2, 4, 6, 7, 6, 3, 1, 1, (0, 1), (1, 2), 2), id="groups-2"),
-    pytest.param((3, 4, 7, 7, 4, 3, 3, 1, 1, 1, 4), id="depthwise"),
-    pytest.param((2, 3, 6, 6, 6, 3, 3, 2, 1, 1, 3), id="depthwise-multiplier"),
-    pytest.param((2, 5, 4, 6, 3, 1, 1, 1, 0, 1, 1), id="pointwise"),
-    pytest.param((2, 4, 5, 5, 4, 1, 1, 2, 1, 1, 2), id="1x1-stride-pad-groups"),
-    pytest.param((1, 2, 5, 6, 3, 5, 6, 1, "valid", 1, 1), id="kernel-equals-input"),
-    pytest.param((2, 2, 8, 7, 3, 3, 3, 3, 0, 1, 1), id="stride-leaves-edge"),
-    pytest.param((2, 4, 5, 6, 2, 2, 3, 1, (2, 1), 1, 2), id="padded-beyond-kernel"),
-    pytest.param((2, 6, 7, 6, 3, 3, 2, 1, (1, 0), (2, 3), 3), id="stride1-fewer-outputs-dilated"),
-]
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def _resolve(cfg):
-    n, c, h, w, o, kh, kw, s, p, d, g = cfg
-    stride, dilation = _pair(s), _pair(d)
-    if p == "same":
-        pad = oracle.same_padding((kh, kw), dilation)
-    elif p == "valid":
-        pad = (0, 0, 0, 0)
-    else:
-        ph, pw = _pair(p)
-        pad = (ph, ph, pw, pw)
-    return stride, pad, dilation
-
-
-def _make(rng, cfg, dtype):
-    n, c, h, w, o, kh, kw, s, p, d, g = cfg
-    x = random_array(rng, (n, c, h, w), dtype)
-    wt = random_array(rng, (o, c // g, kh, kw), dtype)
-    b = random_array(rng, (o,), dtype)
-    return x, wt, b, dict(stride=s, padding=p, dilation=d, groups=g)
-
-
-def check_against_oracle(rng, cfg, dtype, to=lambda a: a):
-    x, wt, b, kw = _make(rng, cfg, dtype)
-    stride, pad, dilation = _resolve(cfg)
-    groups = kw["groups"]
-    ref_y = oracle.conv2d(x, wt, b, stride, pad, dilation, groups)
-    y = xpconv.conv2d(to(x), to(wt), to(b), **kw)
-    assert type(y) is type(to(x))
-    assert_close(y, ref_y, dtype, "forward")
-    go = random_array(rng, ref_y.shape, dtype)
-    dx, dw, db = oracle.conv2d_grads(go, x, wt, stride, pad, dilation, groups)
-    grads = xpconv.conv2d_backward(to(go), to(x), to(wt), **kw)
-    assert all(type(a) is type(to(x)) for a in grads)
-    assert_close(grads.input, dx, dtype, "grad input")
-    assert_close(grads.weight, dw, dtype, "grad weight")
-    assert_close(grads.bias, db, dtype, "grad bias")
+import oracle
+from cases import CONFIGS, assert_close, check_against_oracle, make_case, random_array, resolve
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
@@ -81,7 +20,7 @@ def test_conv2d_matches_oracle(rng, cfg, dtype):
 @pytest.mark.parametrize("cfg", CONFIGS[:4] + CONFIGS[7:9])
 def test_conv2d_finite_differences(rng, cfg):
     """Central differences of L = sum(go * conv2d(x, w, b)) at random entries of x, w, b."""
-    x, wt, b, kw = _make(rng, cfg, np.float64)
+    x, wt, b, kw = make_case(rng, cfg, np.float64)
     go = random_array(rng, xpconv.conv2d(x, wt, b, **kw).shape)
     grads = xpconv.conv2d_backward(go, x, wt, **kw)
 
@@ -106,11 +45,13 @@ def conv_configs(draw):
     o = groups * draw(st.integers(1, 2))
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    padding = draw(st.one_of(
-        st.integers(0, 2),
-        st.tuples(st.integers(0, 2), st.integers(0, 2)),
-        st.sampled_from(["valid", "same"]),
-    ))
+    padding = draw(
+        st.one_of(
+            st.integers(0, 2),
+            st.tuples(st.integers(0, 2), st.integers(0, 2)),
+            st.sampled_from(["valid", "same"]),
+        )
+    )
     stride = (1, 1) if padding == "same" else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     # The input must be at least as large as the dilated kernel once padded.
     h = draw(st.integers(dilation[0] * (kh - 1) + 1, 9))
@@ -136,13 +77,13 @@ def test_matches_torch_layout_example():
 @pytest.mark.parametrize("workspace", [1, 3000, 10**9])
 def test_workspace_chunking_gives_same_result(rng, workspace):
     cfg = (7, 3, 6, 5, 4, 3, 3, 1, 1, 1, 1)
-    x, wt, b, kw = _make(rng, cfg, np.float64)
-    stride, pad, dilation = _resolve(cfg)
+    x, wt, b, kw = make_case(rng, cfg, np.float64)
+    stride, pad, dilation = resolve(cfg)
     go = random_array(rng, (7, 4, 6, 5))
     y = xpconv.conv2d(x, wt, b, workspace_bytes=workspace, **kw)
-    assert_close(y, oracle.conv2d(x, wt, b, stride, pad, dilation, 1), np.float64)
+    assert_close(y, oracle.oracle_conv2d(x, wt, b, stride, pad, dilation, 1), np.float64)
     grads = xpconv.conv2d_backward(go, x, wt, workspace_bytes=workspace, **kw)
-    dx, dw, db = oracle.conv2d_grads(go, x, wt, stride, pad, dilation, 1)
+    dx, dw, db = oracle.oracle_conv2d_grads(go, x, wt, stride, pad, dilation, 1)
     assert_close(grads.input, dx, np.float64)
     assert_close(grads.weight, dw, np.float64)
 
@@ -175,12 +116,12 @@ def test_nan_stays_in_its_sample(rng):
 
 
 def test_inputs_are_not_modified(rng):
-    x, wt, b, kw = _make(rng, (2, 2, 5, 5, 2, 3, 3, 1, 1, 1, 1), np.float32)
+    x, wt, b, kw = make_case(rng, (2, 2, 5, 5, 2, 3, 3, 1, 1, 1, 1), np.float32)
     go = random_array(rng, (2, 2, 5, 5), np.float32)
     copies = [a.copy() for a in (x, wt, b, go)]
     xpconv.conv2d(x, wt, b, **kw)
     xpconv.conv2d_backward(go, x, wt, **kw)
-    for before, after in zip(copies, (x, wt, b, go)):
+    for before, after in zip(copies, (x, wt, b, go), strict=True):
         np.testing.assert_array_equal(before, after)
 
 
@@ -189,9 +130,9 @@ def test_non_contiguous_inputs(rng):
     wt = random_array(rng, (2, 3, 2, 2))[:, :, ::-1, ::-1]  # negative strides
     go = random_array(rng, (5, 2, 3, 5)).transpose(0, 1, 2, 3)[:, :, :, ::-1]
     pads = (0, 0, 0, 0)
-    ref = oracle.conv2d(x, wt, None, (1, 1), pads, (1, 1), 1)
+    ref = oracle.oracle_conv2d(x, wt, None, (1, 1), pads, (1, 1), 1)
     assert_close(xpconv.conv2d(x, wt), ref, np.float64)
-    dx, dw, db = oracle.conv2d_grads(go, x, wt, (1, 1), pads, (1, 1), 1)
+    dx, dw, db = oracle.oracle_conv2d_grads(go, x, wt, (1, 1), pads, (1, 1), 1)
     grads = xpconv.conv2d_backward(go, x, wt)
     assert_close(grads.input, dx, np.float64)
     assert_close(grads.weight, dw, np.float64)
@@ -200,7 +141,7 @@ def test_non_contiguous_inputs(rng):
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_dtype_is_preserved(rng, dtype):
-    x, wt, b, kw = _make(rng, (2, 2, 5, 5, 3, 3, 3, 1, 1, 1, 1), dtype)
+    x, wt, b, kw = make_case(rng, (2, 2, 5, 5, 3, 3, 3, 1, 1, 1, 1), dtype)
     y = xpconv.conv2d(x, wt, b, **kw)
     grads = xpconv.conv2d_backward(random_array(rng, y.shape, dtype), x, wt, **kw)
     assert y.dtype == dtype
@@ -208,7 +149,7 @@ def test_dtype_is_preserved(rng, dtype):
 
 
 def test_with_bias_false(rng):
-    x, wt, _, kw = _make(rng, (1, 2, 4, 4, 2, 3, 3, 1, 0, 1, 1), np.float64)
+    x, wt, _, kw = make_case(rng, (1, 2, 4, 4, 2, 3, 3, 1, 0, 1, 1), np.float64)
     grads = xpconv.conv2d_backward(random_array(rng, (1, 2, 2, 2)), x, wt, with_bias=False, **kw)
     assert grads.bias is None
     assert isinstance(grads, xpconv.Gradients)

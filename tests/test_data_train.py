@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpconv.cli import main
-from xpconv.data import load_mnist, read_idx
-from xpconv.train import book_network, fit
+from xpconv.nn import book_network, fit, load_mnist, read_idx
+from xpconv.tools.cli import main
 
-MNIST_DIR = Path(os.environ.get("XPCONV_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"))
+MNIST_DIR = Path(
+    os.environ.get("XPCONV_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k")
+)
 
 
 def idx_bytes(array: np.ndarray, magic_type: int = 0x08) -> bytes:
@@ -92,7 +93,10 @@ def test_load_mnist_folders(tmp_path, rng):
 
 def test_train_command_on_idx_folder(tmp_path, rng, capsys):
     write_pair(tmp_path, "t10k", *digit_like(rng, 400))
-    assert main(["train", "--data", str(tmp_path), "--train-count", "300", "--epochs", "2", "--lr", "0.01", "--quiet"]) == 0
+    assert (
+        main(["train", "--data", str(tmp_path), "--train-count", "300", "--epochs", "2", "--lr", "0.01", "--quiet"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "first 300 images" in out
     lines = [line for line in out.splitlines() if line.startswith("epoch")]
@@ -101,9 +105,13 @@ def test_train_command_on_idx_folder(tmp_path, rng, capsys):
     assert accuracy > 90.0
 
 
-def test_train_command_errors(tmp_path, capsys):
+def test_train_command_errors(tmp_path, rng, capsys):
     assert main(["train", "--data", str(tmp_path / "nope")]) == 2
     assert "data folder not found" in capsys.readouterr().err
+    write_pair(tmp_path, "t10k", *digit_like(rng, 40))
+    assert main(["train", "--data", str(tmp_path), "--train-count", "20000"]) == 2
+    err = capsys.readouterr().err
+    assert "--train-count must be between 1 and 39 for 40 t10k images, got 20000" in err
     with pytest.raises(SystemExit):
         main(["train", "--epochs", "0"])
 
@@ -127,6 +135,8 @@ def test_book_network_on_real_mnist():
     """
     data = load_mnist(MNIST_DIR, train_count=8000)
     model = book_network(28, 28, device="cpu", seed=0)
-    history = fit(model, data, device="cpu", epochs=1, batch_size=60, lr=0.01, momentum=0.9, progress=False, log=lambda s: None)
+    history = fit(
+        model, data, device="cpu", epochs=1, batch_size=60, lr=0.01, momentum=0.9, progress=False, log=lambda s: None
+    )
     assert history[0].accuracy >= 0.85, history
     assert history[0].loss < 1.0

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 import xpconv
-from conftest import random_array
-from xpconv.layers import SGD, Conv2D, Dense, Dropout, Flatten, ReLU, Sequential, SoftmaxCrossEntropy, Tanh
+from xpconv.nn import SGD, Conv2D, Dense, Dropout, Flatten, ReLU, Sequential, SoftmaxCrossEntropy, Tanh
+
+from cases import random_array
 
 
 def numeric_grad(f, arr, rng, count=10, eps=1e-6):
@@ -151,7 +152,9 @@ def _pattern_data(rng, n):
 def test_training_reduces_loss():
     rng = np.random.default_rng(0)
     x, labels = _pattern_data(rng, 240)
-    model = Sequential(Conv2D(1, 4, 3, padding=1, seed=0), ReLU(), Dropout(0.1, seed=0), Flatten(), Dense(4 * 36, 4, seed=1))
+    model = Sequential(
+        Conv2D(1, 4, 3, padding=1, seed=0), ReLU(), Dropout(0.1, seed=0), Flatten(), Dense(4 * 36, 4, seed=1)
+    )
     loss_fn, opt = SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.05, momentum=0.9)
     losses = []
     for _ in range(5):
@@ -197,8 +200,13 @@ def test_training_step_on_cuda_namespace(fake_cupy_module):
     cp = fake_cupy_module
     rng = np.random.default_rng(1)
     x, labels = _pattern_data(rng, 30)
-    model = Sequential(Conv2D(1, 2, 3, padding=1, device="cuda", seed=0), Tanh(), Dropout(0.2, seed=0),
-                       Flatten(), Dense(72, 4, device="cuda", seed=1))
+    model = Sequential(
+        Conv2D(1, 2, 3, padding=1, device="cuda", seed=0),
+        Tanh(),
+        Dropout(0.2, seed=0),
+        Flatten(),
+        Dense(72, 4, device="cuda", seed=1),
+    )
     loss_fn, opt = SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.1)
     xd, yd = xpconv.to_device(x, "cuda"), xpconv.to_device(labels, "cuda")
     first = loss_fn.forward(model.forward(xd), yd)

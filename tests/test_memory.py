@@ -61,11 +61,13 @@ def test_scratch_of_finished_threads_is_freed(monkeypatch):
     from xpconv import _workspace
 
     monkeypatch.setenv("XPCONV_NUM_THREADS", "1")  # the work runs in the calling thread
-    before = len(_workspace._every_thread)
+    before = _workspace.live_threads()
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8), dtype=np.float32)
-    threads = [threading.Thread(target=xpconv.conv2d, args=(x, x[:2, :, :3, :3]), kwargs={"padding": 1}) for _ in range(5)]
+    threads = [
+        threading.Thread(target=xpconv.conv2d, args=(x, x[:2, :, :3, :3]), kwargs={"padding": 1}) for _ in range(5)
+    ]
     for t in threads:
         t.start()
         t.join()
     gc.collect()
-    assert len(_workspace._every_thread) == before
+    assert _workspace.live_threads() == before

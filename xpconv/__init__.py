@@ -1,22 +1,35 @@
-"""xpconv: Conv2D, dense and bias kernels, forward and backward, written once for NumPy and CuPy."""
+"""xpconv: Conv2D, dense and bias kernels, forward and backward, written once for NumPy and CuPy.
+
+The package has three layers:
+
+* the kernels, here at the top (``conv2d``, ``dense``, ``bias_add`` and their backward passes,
+  and the device shim): stateless functions on NumPy or CuPy arrays;
+* :mod:`xpconv.nn`, a small training client of them: layers, loss, optimizer, data, ``fit``;
+* :mod:`xpconv.tools`, the tools around them: the float64 reference, the book's method,
+  ``xpconv check``, ``xpconv bench`` and the command line.
+
+Imports point one way: the client and the tools use the kernels, never the reverse.
+"""
 
 from ._backend import (
     DeviceUnavailableError,
     array_namespace,
     cuda_available,
     device_of,
-    get_namespace,
+    namespace_for,
     to_device,
     to_numpy,
 )
-from ._grads import Gradients
+from ._types import Array, Device, Gradients
 from .bias import bias_add, bias_backward
 from .conv import conv2d, conv2d_backward
 from .dense import dense, dense_backward
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "Array",
+    "Device",
     "DeviceUnavailableError",
     "Gradients",
     "array_namespace",
@@ -28,7 +41,7 @@ __all__ = [
     "dense",
     "dense_backward",
     "device_of",
-    "get_namespace",
+    "namespace_for",
     "to_device",
     "to_numpy",
 ]

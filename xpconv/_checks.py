@@ -1,37 +1,43 @@
-"""Argument checking shared by the public kernels: one place that turns bad input into
-a ``TypeError`` or ``ValueError`` naming the argument and the values involved."""
+"""Argument checking for the public kernels: done once, at the public entry, turning bad input
+into a ``TypeError`` or ``ValueError`` that names the argument and the values involved.
+
+The chunk loops behind the public functions trust what was checked here and check nothing.
+"""
 
 from __future__ import annotations
 
 import numbers
+from types import ModuleType
 
 import numpy as np
 
-from ._backend import array_namespace
+from ._backend import array_namespace, is_array
+from ._types import Array
 
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
-def check_array(a, name: str, ndim: int | None = None):
-    """Require a floating NumPy/CuPy array (optionally of rank ``ndim``); return it."""
-    try:
-        array_namespace(a)
-    except TypeError:
-        raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(a).__name__}") from None
-    if a.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float16, float32 or float64, got dtype {a.dtype}")
-    if ndim is not None and a.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(a.shape)}")
-    return a
-
-
-def common_dtype(**arrays) -> np.dtype:
-    """The one floating dtype shared by the given (non-``None``) arrays."""
-    dtypes = {name: a.dtype for name, a in arrays.items() if a is not None}
-    if len(set(dtypes.values())) > 1:
-        listed = ", ".join(f"{name} is {dt}" for name, dt in dtypes.items())
+def check_arrays(*specs: tuple[str, Array | None, int | None]) -> tuple[ModuleType, np.dtype]:
+    """Check ``(name, array, ndim)`` triples (``array`` may be ``None``: absent; ``ndim`` may be
+    ``None``: any rank): floating NumPy/CuPy arrays of the given ranks, on one device, of one
+    dtype.  Returns ``(xp, dtype)``."""
+    present = []
+    for name, a, ndim in specs:
+        if a is None:
+            continue
+        if not is_array(a):
+            raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(a).__name__}")
+        if a.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"{name} must be float16, float32 or float64, got dtype {a.dtype}")
+        if ndim is not None and a.ndim != ndim:
+            raise ValueError(f"{name} must have {ndim} dimension{'s' * (ndim != 1)}, got shape {tuple(a.shape)}")
+        present.append((name, a))
+    xp = array_namespace(*(a for _, a in present))
+    dtypes = {a.dtype for _, a in present}
+    if len(dtypes) > 1:
+        listed = ", ".join(f"{name} is {a.dtype}" for name, a in present)
         raise TypeError(f"arrays must share one dtype: {listed}")
-    return next(iter(dtypes.values()))
+    return xp, present[0][1].dtype
 
 
 def compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -57,6 +63,15 @@ def as_positive_int(value, name: str) -> int:
     if value < 1:
         raise ValueError(f"{name} must be positive, got {value!r}")
     return int(value)
+
+
+def normalize_axis(axis, ndim: int, name: str) -> int:
+    """``axis`` in ``[-ndim, ndim)`` as a non-negative index into ``name``'s dimensions."""
+    if not _is_int(axis):
+        raise TypeError(f"axis must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of range for {name} with {ndim} dimension{'s' * (ndim != 1)}")
+    return int(axis) % ndim
 
 
 def _is_int(value) -> bool:

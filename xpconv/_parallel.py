@@ -18,26 +18,54 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-_state: dict = {"pid": None, "pool": None, "controller": None}
+_state: dict = {"pid": None, "pool": None, "workers": 0, "controller": None}
 _lock = threading.Lock()
 
 
-def cpu_workers() -> int:
-    """``$XPCONV_NUM_THREADS`` if set, else the cores this process may run on."""
-    env = os.environ.get("XPCONV_NUM_THREADS")
-    if env:
-        try:
-            value = int(env)
-        except ValueError:
-            raise ValueError(f"XPCONV_NUM_THREADS must be a positive integer, got {env!r}") from None
-        if value < 1:
-            raise ValueError(f"XPCONV_NUM_THREADS must be a positive integer, got {env!r}")
-        return value
+def available_cores() -> int:
+    """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cpu_workers() -> int:
+    """``$XPCONV_NUM_THREADS`` if set, else the cores this process may run on.
+
+    A count above the cores is honoured (the threads then share cores) with a warning, once.
+    """
+    env = os.environ.get("XPCONV_NUM_THREADS")
+    cores = available_cores()
+    if not env:
+        return cores
+    try:
+        value = int(env)
+    except ValueError:
+        raise ValueError(f"XPCONV_NUM_THREADS must be a positive integer, got {env!r}") from None
+    if value < 1:
+        raise ValueError(f"XPCONV_NUM_THREADS must be a positive integer, got {env!r}")
+    if value > cores and _state.get("warned") != (value, cores):
+        _state["warned"] = (value, cores)
+        warnings.warn(
+            f"XPCONV_NUM_THREADS={value} is more than the {cores} core(s) this process may use; "
+            "the worker threads will share cores and run slower than with one per core",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return value
+
+
+def thread_report() -> str:
+    """One line for ``xpconv info``: how many CPU workers conv2d uses, and why."""
+    cores, env = available_cores(), os.environ.get("XPCONV_NUM_THREADS")
+    workers = workers_for(np)
+    if _controller() is None:
+        return f"1 CPU worker for conv2d (threadpoolctl is not installed: pip install xpconv[fast]); {cores} core(s)"
+    source = f"XPCONV_NUM_THREADS={env}" if env else "one per core"
+    return f"{workers} CPU worker(s) for conv2d ({source}; {cores} core(s) available)"
 
 
 def _controller():
@@ -54,11 +82,11 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     """The shared pool of ``workers`` threads (a new one after a fork or a change of count)."""
     with _lock:
         pool = _state["pool"]
-        if _state["pid"] != os.getpid() or pool._max_workers != workers:
+        if _state["pid"] != os.getpid() or _state["workers"] != workers:
             if pool is not None and _state["pid"] == os.getpid():
                 pool.shutdown(wait=False)
             pool = ThreadPoolExecutor(workers, thread_name_prefix="xpconv")
-            _state.update(pid=os.getpid(), pool=pool)
+            _state.update(pid=os.getpid(), pool=pool, workers=workers)
         return pool
 
 
@@ -76,3 +104,11 @@ def map_chunks(xp, fn, chunks) -> list:
         return [fn(chunk) for chunk in chunks]
     with _controller().limit(limits=1, user_api="blas"):
         return list(_pool(workers).map(fn, chunks))
+
+
+def reset() -> None:
+    """Forget the pool and the BLAS controller; the next call looks for threadpoolctl again."""
+    with _lock:
+        if _state["pool"] is not None and _state["pid"] == os.getpid():
+            _state["pool"].shutdown(wait=False)
+        _state.update(pid=None, pool=None, workers=0, controller=None)

@@ -7,54 +7,7 @@ the padded input, so no Python loop ever runs over output positions.  For kernel
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    """Every size of one convolution, computed once from the shapes and hyperparameters."""
-
-    n: int
-    c: int
-    h: int
-    w: int
-    o: int
-    kh: int
-    kw: int
-    groups: int
-    stride: tuple[int, int]
-    dilation: tuple[int, int]
-    pad: tuple[int, int, int, int]  # (top, bottom, left, right)
-
-    @property
-    def padded(self) -> tuple[int, int]:
-        top, bottom, left, right = self.pad
-        return self.h + top + bottom, self.w + left + right
-
-    @property
-    def out(self) -> tuple[int, int]:
-        """Output size: ``(H + pad - dilation·(k - 1) - 1) // stride + 1`` per axis."""
-        hp, wp = self.padded
-        oh = (hp - self.dilation[0] * (self.kh - 1) - 1) // self.stride[0] + 1
-        ow = (wp - self.dilation[1] * (self.kw - 1) - 1) // self.stride[1] + 1
-        return oh, ow
-
-    @property
-    def output_shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.o, *self.out)
-
-    @property
-    def is_pointwise(self) -> bool:
-        """A 1×1 kernel, stride 1, no padding: the patches are the input itself."""
-        return (self.kh, self.kw, self.stride) == (1, 1, (1, 1)) and not any(self.pad)
-
-    def window(self, i: int, j: int) -> tuple[slice, slice]:
-        """Rows and columns of the padded input that kernel offset ``(i, j)`` touches."""
-        (oh, ow), (sh, sw), (dh, dw) = self.out, self.stride, self.dilation
-        return (
-            slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
-            slice(j * dw, j * dw + sw * (ow - 1) + 1, sw),
-        )
+from ._geometry import ConvGeometry
 
 
 def pad_input(xp, x, g: ConvGeometry, out=None):

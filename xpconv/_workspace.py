@@ -56,3 +56,9 @@ def release():
     with _lock:
         for buffers in list(_every_thread):
             buffers.slots.clear()
+
+
+def live_threads() -> int:
+    """How many live threads hold scratch buffers (a finished thread's are freed with it)."""
+    with _lock:
+        return len(_every_thread)

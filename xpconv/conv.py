@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._backend import array_namespace
-from ._checks import as_pair, as_positive_int, check_array, common_dtype, compute_dtype
-from ._grads import Gradients
-from ._patches import ConvGeometry, col2im, im2col, pad_input
+from ._backend import device_scope
+from ._checks import as_positive_int, check_arrays, compute_dtype
+from ._geometry import ConvGeometry, conv_geometry, transposed_geometry
 from ._parallel import map_chunks, workers_for
+from ._patches import col2im, im2col, pad_input
+from ._types import Array, Gradients
 from ._workspace import scratch
-from .bias import bias_add, bias_backward
+from .bias import add_bias, bias_grad
+
+__all__ = ["DEFAULT_WORKSPACE_BYTES", "conv2d", "conv2d_backward"]
 
 DEFAULT_WORKSPACE_BYTES = 64 * 2**20  # scratch memory per call, beyond inputs, outputs and gradients
 # On the CPU each chunk's scratch is kept near this size, so that a worker's patch matrix is
@@ -33,66 +36,14 @@ DEFAULT_WORKSPACE_BYTES = 64 * 2**20  # scratch memory per call, beyond inputs, 
 CACHE_CHUNK_BYTES = 8 * 2**20
 
 
-def _resolve_padding(padding, kernel, dilation, stride) -> tuple[int, int, int, int]:
-    """``int | pair | "valid" | "same"`` -> ``(top, bottom, left, right)``."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0, 0, 0)
-        if padding != "same":
-            raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
-        if stride != (1, 1):
-            raise ValueError(f"padding='same' needs stride 1, got stride={stride}")
-        pads = []
-        for k, d in zip(kernel, dilation):
-            total = d * (k - 1)
-            pads += [total // 2, total - total // 2]  # the odd extra row/column goes bottom/right
-        return tuple(pads)
-    ph, pw = as_pair(padding, "padding", minimum=0)
-    return (ph, ph, pw, pw)
+def _workspace_limit(workspace_bytes: int | None) -> int:
+    return DEFAULT_WORKSPACE_BYTES if workspace_bytes is None else as_positive_int(workspace_bytes, "workspace_bytes")
 
 
-def _geometry(x, weight, bias, stride, padding, dilation, groups) -> ConvGeometry:
-    check_array(x, "x", ndim=4)
-    check_array(weight, "weight", ndim=4)
-    if bias is not None:
-        check_array(bias, "bias", ndim=1)
-    array_namespace(x, weight, bias)
-    common_dtype(x=x, weight=weight, bias=bias)
-    stride = as_pair(stride, "stride", minimum=1)
-    dilation = as_pair(dilation, "dilation", minimum=1)
-    groups = as_positive_int(groups, "groups")
-    n, c, h, w = x.shape
-    o, cg, kh, kw = weight.shape
-    if min(o, cg, kh, kw) < 1:
-        raise ValueError(f"weight must have non-empty dimensions (O, C/groups, kh, kw), got shape {tuple(weight.shape)}")
-    if c % groups:
-        raise ValueError(f"groups={groups} must divide the input channels, but x has {c} channels")
-    if o % groups:
-        raise ValueError(f"groups={groups} must divide the output channels, but weight has {o}")
-    if cg * groups != c:
-        raise ValueError(
-            f"weight has {cg} input channels per group but x has {c} channels (groups={groups}); "
-            f"expected weight.shape[1] == {c // groups}"
-        )
-    if bias is not None and bias.shape[0] != o:
-        raise ValueError(f"bias must have shape ({o},) to match weight {tuple(weight.shape)}, got {tuple(bias.shape)}")
-    pad = _resolve_padding(padding, (kh, kw), dilation, stride)
-    g = ConvGeometry(n, c, h, w, o, kh, kw, groups, stride, dilation, pad)
-    hp, wp = g.padded
-    span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
-    if span[0] > hp or span[1] > wp:
-        raise ValueError(
-            f"kernel {kh}x{kw} with dilation {dilation} spans {span[0]}x{span[1]} pixels, "
-            f"larger than the padded input {hp}x{wp} (x shape {tuple(x.shape)}, padding {pad})"
-        )
-    return g
-
-
-def _chunks(n: int, per_sample_bytes: int, workspace_bytes: int | None, xp):
+def _chunks(n: int, per_sample_bytes: int, limit: int, xp):
     """Batch slices whose scratch arrays (``per_sample_bytes`` per sample) fit in the
     workspace limit, shared among the worker threads, and on the CPU in about
     ``CACHE_CHUNK_BYTES``; at least 1 sample each, and at least one chunk per worker."""
-    limit = DEFAULT_WORKSPACE_BYTES if workspace_bytes is None else as_positive_int(workspace_bytes, "workspace_bytes")
     workers = workers_for(xp)
     limit //= workers
     if xp is np:
@@ -112,7 +63,17 @@ def _scratch_per_sample(g: ConvGeometry, itemsize: int, backward: bool) -> int:
     return (2 * (padded + patches) + g.o * (g.c // g.groups) * g.kh * g.kw) * itemsize
 
 
-def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, workspace_bytes=None):
+def conv2d(
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | str = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    workspace_bytes: int | None = None,
+) -> Array:
     """2-D cross-correlation of an NCHW batch, as ``torch.nn.functional.conv2d``.
 
     Parameters
@@ -132,7 +93,13 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, w
 
     Returns
     -------
-    y : array, shape (N, O, oh, ow), same dtype and device as ``x``.
+    y : array, shape (N, O, oh, ow), same dtype and device as ``x``, with
+        ``oh = (H + pad_top + pad_bottom - dilation·(kh - 1) - 1) // stride + 1`` (``ow`` likewise).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Arguments of the wrong type, shape, dtype or device, naming the argument.
 
     Examples
     --------
@@ -142,14 +109,24 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, w
     >>> xpconv.conv2d(x, w, padding="same").shape
     (2, 4, 8, 8)
     """
-    g = _geometry(x, weight, bias, stride, padding, dilation, groups)
-    xp = array_namespace(x, weight, bias)
-    acc = compute_dtype(x.dtype)
-    y = xp.empty(g.output_shape, dtype=acc)
-    chunks = _chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=False), workspace_bytes, xp)
-    weight = xp.ascontiguousarray(weight.astype(acc, copy=False))  # small; strided views would keep GEMMs off BLAS
-    _gemm_forward(xp, x, weight, None if bias is None else bias.astype(acc, copy=False), y, g, chunks)
-    return y.astype(x.dtype, copy=False)
+    xp, dtype = check_arrays(("x", x, 4), ("weight", weight, 4), ("bias", bias, 1))
+    g = conv_geometry(
+        x.shape,
+        weight.shape,
+        None if bias is None else bias.shape,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+    )
+    limit = _workspace_limit(workspace_bytes)
+    acc = compute_dtype(dtype)
+    with device_scope(x):
+        y = xp.empty(g.output_shape, dtype=acc)
+        chunks = _chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=False), limit, xp)
+        weight = xp.ascontiguousarray(weight.astype(acc, copy=False))  # small; strided views would keep GEMMs off BLAS
+        _gemm_forward(xp, x, weight, None if bias is None else bias.astype(acc, copy=False), y, g, chunks)
+        return y.astype(dtype, copy=False)
 
 
 def _patch_matrices(xp, x, batch: slice, g: ConvGeometry, dtype):
@@ -171,15 +148,26 @@ def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, chunks):
     def run(batch):
         b = batch.stop - batch.start
         cols = _patch_matrices(xp, x, batch, g, y.dtype)
-        xp.matmul(w_g, cols, out=y[batch].reshape(b, g.groups, og, oh * ow))  # (G, Og, K) @ (B, G, K, P) -> (B, G, Og, P), in y
+        xp.matmul(
+            w_g, cols, out=y[batch].reshape(b, g.groups, og, oh * ow)
+        )  # (G, Og, K) @ (B, G, K, P) -> (B, G, Og, P), in y
         if bias is not None:
-            bias_add(y[batch], bias, axis=1, out=y[batch])
+            add_bias(xp, y[batch], bias, 1, out=y[batch])
 
     map_chunks(xp, run, chunks)
 
 
 def conv2d_backward(
-    grad_output, x, weight, *, stride=1, padding=0, dilation=1, groups=1, with_bias=True, workspace_bytes=None
+    grad_output: Array,
+    x: Array,
+    weight: Array,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | str = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    with_bias: bool = True,
+    workspace_bytes: int | None = None,
 ) -> Gradients:
     """Gradients of :func:`conv2d` for the upstream gradient ``grad_output`` ``(N, O, oh, ow)``.
 
@@ -191,40 +179,29 @@ def conv2d_backward(
     applied to ``grad_output`` then col2im; for stride 1, when ``O <= C``, the equal and cheaper
     correlation of the padded ``grad_output`` with the flipped, transposed kernel.
     """
-    g = _geometry(x, weight, None, stride, padding, dilation, groups)
-    check_array(grad_output, "grad_output", ndim=4)
-    xp = array_namespace(grad_output, x, weight)
-    common_dtype(grad_output=grad_output, x=x)
+    xp, dtype = check_arrays(("grad_output", grad_output, 4), ("x", x, 4), ("weight", weight, 4))
+    g = conv_geometry(x.shape, weight.shape, None, stride=stride, padding=padding, dilation=dilation, groups=groups)
     if tuple(grad_output.shape) != g.output_shape:
-        raise ValueError(f"grad_output must have the forward output's shape {g.output_shape}, got {tuple(grad_output.shape)}")
-    acc = compute_dtype(x.dtype)
-    grad_x = xp.empty(x.shape, dtype=acc)
-    grad_w = xp.zeros(weight.shape, dtype=acc)
-    grad_b = xp.zeros(g.o, dtype=acc) if with_bias else None
-    w = xp.ascontiguousarray(weight.astype(acc, copy=False))
-    g_t = _transposed_geometry(g)
-    chunks = _chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), workspace_bytes, xp)
-    # Without a transposed geometry (strided, or padded beyond the kernel) the same pass over
-    # the patches also computes the input gradient, by col2im.
-    _gemm_backward(xp, grad_output, x, w, grad_x if g_t is None else None, grad_w, grad_b, g, chunks)
-    if g_t is not None:
-        chunks = _chunks(g.n, _scratch_per_sample(g_t, acc.itemsize, backward=False), workspace_bytes, xp)
-        _gemm_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, chunks)
-    return Gradients(*(None if a is None else a.astype(x.dtype, copy=False) for a in (grad_x, grad_w, grad_b)))
-
-
-def _transposed_geometry(g: ConvGeometry) -> ConvGeometry | None:
-    """For stride 1, the input gradient is itself a convolution: of ``grad_output`` padded by
-    ``dilation·(k - 1) - pad`` with the flipped, transposed kernel (:func:`_flip_transpose`).
-    That is cheaper than col2im when the output has no more channels than the input
-    (its patches are no larger).  ``None`` where that does not apply."""
-    (dh, dw), (top, bottom, left, right) = g.dilation, g.pad
-    full_h, full_w = dh * (g.kh - 1), dw * (g.kw - 1)
-    if g.stride != (1, 1) or g.o > g.c or max(top, bottom) > full_h or max(left, right) > full_w:
-        return None
-    oh, ow = g.out
-    pad = (full_h - top, full_h - bottom, full_w - left, full_w - right)
-    return ConvGeometry(g.n, g.o, oh, ow, g.c, g.kh, g.kw, g.groups, (1, 1), g.dilation, pad)
+        raise ValueError(
+            f"grad_output must have the forward output's shape {g.output_shape}, got {tuple(grad_output.shape)}"
+        )
+    limit = _workspace_limit(workspace_bytes)
+    acc = compute_dtype(dtype)
+    with device_scope(x):
+        grad_x = xp.empty(x.shape, dtype=acc)
+        grad_w = xp.zeros(weight.shape, dtype=acc)
+        grad_b = xp.zeros(g.o, dtype=acc) if with_bias else None
+        w = xp.ascontiguousarray(weight.astype(acc, copy=False))
+        # For stride 1 the input gradient is a convolution of grad_output with the flipped kernel:
+        # cheaper than col2im when the output has no more channels than the input (its patches
+        # are no larger).  Elsewhere the same pass over the patches computes it, by col2im.
+        g_t = transposed_geometry(g) if g.o <= g.c else None
+        chunks = _chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), limit, xp)
+        _gemm_backward(xp, grad_output, x, w, grad_x if g_t is None else None, grad_w, grad_b, g, chunks)
+        if g_t is not None:
+            chunks = _chunks(g.n, _scratch_per_sample(g_t, acc.itemsize, backward=False), limit, xp)
+            _gemm_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, chunks)
+        return Gradients(*(None if a is None else a.astype(dtype, copy=False) for a in (grad_x, grad_w, grad_b)))
 
 
 def _flip_transpose(xp, weight, g: ConvGeometry):
@@ -252,11 +229,13 @@ def _gemm_backward(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGe
         go = go_chunk.reshape(b, g.groups, og, oh * ow)  # (B, O, oh, ow) -> (B, G, Og, P)
         cols = _patch_matrices(xp, x, batch, g, acc)
         if grad_x is not None:
-            grad_cols = xp.matmul(w_t, go, out=scratch(xp, "grad_cols", (b, g.groups, k, oh * ow), acc))  # -> (B, G, K, P)
+            grad_cols = xp.matmul(
+                w_t, go, out=scratch(xp, "grad_cols", (b, g.groups, k, oh * ow), acc)
+            )  # -> (B, G, K, P)
             grad_cols = grad_cols.reshape(b, g.c, g.kh, g.kw, oh, ow)  # (B, G, K, P) -> (B, C, kh, kw, oh, ow)
             grad_x[batch] = col2im(xp, grad_cols, g, out=scratch(xp, "grad_x_pad", (b, g.c, *g.padded), acc))
         partial_w = xp.matmul(go, cols.transpose(0, 1, 3, 2)).sum(axis=0)  # (B, G, Og, P) @ (B, G, P, K) -> (G, Og, K)
-        return partial_w, None if grad_b is None else bias_backward(go_chunk, axis=1)
+        return partial_w, None if grad_b is None else bias_grad(go_chunk, 1, acc)
 
     grad_w_g = grad_w.reshape(g.groups, og, k)  # (O, Cg, kh, kw) -> (G, Og, K), a view
     for partial_w, partial_b in map_chunks(xp, run, chunks):

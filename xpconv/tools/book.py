@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._geometry import conv_geometry
+
 
 def _padded(x, p):
     # The book pads image by image: np.stack([_pad_2d_channel(obs, p) for obs in batch]).
@@ -28,16 +30,12 @@ def _patches(x_pad, k, stride, oh, ow):
     return np.stack(patches)
 
 
-def _out(size, k, stride, p):
-    return (size + 2 * p - k) // stride + 1
-
-
-def conv2d(x, weight, *, stride=1, padding=0, groups=1):
+def book_conv2d(x, weight, *, stride=1, padding=0, groups=1):
     """Forward pass: patches (P, N, C, k, k) -> (N, G, P, Cg·k·k) @ (G, Cg·k·k, Og)."""
-    n, c, h, w = x.shape
+    n = x.shape[0]
     o, cg, k, _ = weight.shape
     og = o // groups
-    oh, ow = _out(h, k, stride, padding), _out(w, k, stride, padding)
+    oh, ow = conv_geometry(x.shape, weight.shape, None, stride=stride, padding=padding, groups=groups).out
     patches = _patches(_padded(x, padding), k, stride, oh, ow)
     patches = patches.reshape(oh * ow, n, groups, cg * k * k).transpose(1, 2, 0, 3)  # (P, N, C, k, k) -> (N, G, P, K)
     param = weight.reshape(groups, og, cg * k * k).transpose(0, 2, 1)  # (O, Cg, k, k) -> (G, K, Og)
@@ -45,7 +43,7 @@ def conv2d(x, weight, *, stride=1, padding=0, groups=1):
     return out.transpose(0, 1, 3, 2).reshape(n, o, oh, ow)  # (N, G, P, Og) -> (N, G, Og, P) -> (N, O, oh, ow)
 
 
-def conv2d_weight_grad(grad_output, x, weight, *, stride=1, padding=0, groups=1):
+def book_conv2d_weight_grad(grad_output, x, weight, *, stride=1, padding=0, groups=1):
     """The book's ``_param_grad_matmul``, with patches and gradient both in (batch, position) order."""
     n = x.shape[0]
     o, cg, k, _ = weight.shape

@@ -83,11 +83,12 @@ def _standardise(train, test):
     return (train - mean) / std, (test - mean) / std
 
 
-def load_mnist(folder, train_count: int = 8000) -> DigitData:
+def load_mnist(folder, train_count: int = 8000, *, count_name: str = "train_count") -> DigitData:
     """MNIST-format data from ``folder``.
 
     The ``train-*`` pair trains and the ``t10k-*`` pair tests.  With only the ``t10k-*``
-    pair, the first ``train_count`` images train and the rest test.
+    pair, the first ``train_count`` images train and the rest test.  ``count_name`` is what
+    an error about ``train_count`` calls it (the command line passes ``--train-count``).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -96,11 +97,13 @@ def load_mnist(folder, train_count: int = 8000) -> DigitData:
     if test is None:
         raise FileNotFoundError(f"{folder}: t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz] are missing")
     if train is not None:
-        description = f"MNIST from {folder}: {len(train[1])} training images (train-*), {len(test[1])} test images (t10k-*)"
+        description = (
+            f"MNIST from {folder}: {len(train[1])} training images (train-*), {len(test[1])} test images (t10k-*)"
+        )
     else:
         n = len(test[1])
         if not 0 < train_count < n:
-            raise ValueError(f"train_count must be between 1 and {n - 1} for {n} t10k images, got {train_count}")
+            raise ValueError(f"{count_name} must be between 1 and {n - 1} for {n} t10k images, got {train_count}")
         x, y = test
         train, test = (x[:train_count], y[:train_count]), (x[train_count:], y[train_count:])
         description = (
@@ -127,4 +130,6 @@ def load_sklearn_digits(test_fraction: float = 0.2, seed: int = 0) -> DigitData:
     test, train = order[:n_test], order[n_test:]
     train_x, test_x = _standardise(images[train], images[test])
     description = f"scikit-learn's 8x8 digits (no --data given): {len(train)} training and {len(test)} test images"
-    return DigitData(train_x, digits.target[train].astype(np.int64), test_x, digits.target[test].astype(np.int64), description)
+    return DigitData(
+        train_x, digits.target[train].astype(np.int64), test_x, digits.target[test].astype(np.int64), description
+    )

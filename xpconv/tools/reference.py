@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._grads import Gradients
+from .._types import Gradients
 
 
 def _padded(x, pad):
@@ -23,7 +23,7 @@ def _patch(x_pad, p, q, kernel, stride, dilation):
     return x_pad[:, :, p * sh : p * sh + dh * (kh - 1) + 1 : dh, q * sw : q * sw + dw * (kw - 1) + 1 : dw]
 
 
-def conv2d(x, weight, bias=None, *, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+def reference_conv2d(x, weight, bias=None, *, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), groups=1):
     """Forward pass; ``pad`` is ``(top, bottom, left, right)`` and pairs are explicit."""
     x_pad = _padded(x, pad)
     w = np.asarray(weight, dtype=np.float64)
@@ -36,14 +36,16 @@ def conv2d(x, weight, bias=None, *, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1
     y = np.zeros((n, o, oh, ow))
     for p in range(oh):
         for q in range(ow):
-            patch = _patch(x_pad, p, q, (kh, kw), stride, dilation).reshape(n, groups, cg, kh, kw)  # (N, C, kh, kw) -> (N, G, Cg, kh, kw)
+            patch = _patch(x_pad, p, q, (kh, kw), stride, dilation).reshape(
+                n, groups, cg, kh, kw
+            )  # (N, C, kh, kw) -> (N, G, Cg, kh, kw)
             y[:, :, p, q] = np.einsum("ngcij,gocij->ngo", patch, w_g).reshape(n, o)  # (N, G, Og) -> (N, O)
     if bias is not None:
         y += np.asarray(bias, dtype=np.float64)[None, :, None, None]
     return y
 
 
-def conv2d_backward(grad_output, x, weight, *, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+def reference_conv2d_backward(grad_output, x, weight, *, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), groups=1):
     """Input, weight and bias gradients by the same per-pixel loop."""
     x_pad = _padded(x, pad)
     go = np.asarray(grad_output, dtype=np.float64)
@@ -57,21 +59,25 @@ def conv2d_backward(grad_output, x, weight, *, stride=(1, 1), pad=(0, 0, 0, 0), 
     grad_w = np.zeros_like(w_g)
     for p in range(oh):
         for q in range(ow):
-            patch = _patch(x_pad, p, q, (kh, kw), stride, dilation).reshape(n, groups, cg, kh, kw)  # -> (N, G, Cg, kh, kw)
+            patch = _patch(x_pad, p, q, (kh, kw), stride, dilation).reshape(
+                n, groups, cg, kh, kw
+            )  # -> (N, G, Cg, kh, kw)
             g_pq = go[:, :, p, q].reshape(n, groups, og)  # (N, O) -> (N, G, Og)
             grad_w += np.einsum("ngo,ngcij->gocij", g_pq, patch)
             window = _patch(grad_pad, p, q, (kh, kw), stride, dilation)  # (N, C, kh, kw) view
-            window += np.einsum("ngo,gocij->ngcij", g_pq, w_g).reshape(n, c, kh, kw)  # (N, G, Cg, ...) -> (N, C, kh, kw)
+            window += np.einsum("ngo,gocij->ngcij", g_pq, w_g).reshape(
+                n, c, kh, kw
+            )  # (N, G, Cg, ...) -> (N, C, kh, kw)
     top, bottom, left, right = pad
     grad_x = grad_pad[:, :, top : grad_pad.shape[2] - bottom, left : grad_pad.shape[3] - right]
     return Gradients(grad_x, grad_w.reshape(w.shape), go.sum(axis=(0, 2, 3)))  # (G, Og, Cg, kh, kw) -> (O, Cg, kh, kw)
 
 
-def dense(x, weight, bias=None):
+def reference_dense(x, weight, bias=None):
     y = np.einsum("ni,oi->no", np.asarray(x, np.float64), np.asarray(weight, np.float64))
     return y if bias is None else y + np.asarray(bias, np.float64)
 
 
-def dense_backward(grad_output, x, weight):
+def reference_dense_backward(grad_output, x, weight):
     go, x64, w64 = (np.asarray(a, np.float64) for a in (grad_output, x, weight))
     return Gradients(np.einsum("no,oi->ni", go, w64), np.einsum("no,ni->oi", go, x64), go.sum(axis=0))

@@ -1,4 +1,4 @@
-"""The book's convolutional network, trained end to end on CPU or CUDA."""
+"""The book's convolutional network and the loop that trains it (``fit``), on CPU or CUDA."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._backend import to_device, to_numpy
+from .._backend import to_device, to_numpy
 from .data import DigitData
-from .layers import SGD, Conv2D, Dense, Dropout, Flatten, Sequential, SoftmaxCrossEntropy, Tanh
+from .layers import Conv2D, Dense, Dropout, Flatten, Sequential, Tanh
+from .loss import SoftmaxCrossEntropy
+from .optim import SGD
 
 
-def book_network(height: int, width: int, *, device=None, dtype="float32", seed: int = 0, dropout: float = 0.2) -> Sequential:
+def book_network(
+    height: int, width: int, *, device=None, dtype="float32", seed: int = 0, dropout: float = 0.2
+) -> Sequential:
     """Conv2D(1→16, 5×5, same) → Tanh → Dropout → Flatten → Dense(16·H·W → 10), Glorot init.
 
     The book's ``dropout=0.8`` is a keep probability, i.e. ``p = 0.2`` here.
@@ -47,8 +51,10 @@ class Progress:
     def update(self, done: int, extra: str = ""):
         filled = int(self.width * done / max(self.total, 1))
         rate = done / max(time.perf_counter() - self.start, 1e-9)
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} "
-                          f"{rate:,.0f} img/s {extra}")
+        self.stream.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} "
+            f"{rate:,.0f} img/s {extra}"
+        )
         self.stream.flush()
 
     def close(self):
@@ -66,8 +72,9 @@ def evaluate(model, images, labels, device, batch_size: int = 500) -> float:
     return correct / max(len(images), 1)
 
 
-def fit(model, data: DigitData, *, device, epochs=1, batch_size=60, lr=0.1, momentum=0.9, seed=0,
-        progress=True, log=print) -> list[EpochStats]:
+def fit(
+    model, data: DigitData, *, device, epochs=1, batch_size=60, lr=0.1, momentum=0.9, seed=0, progress=True, log=print
+) -> list[EpochStats]:
     """Train with softmax cross-entropy and SGD with momentum; one line of stats per epoch."""
     loss_fn = SoftmaxCrossEntropy()
     optimizer = SGD(model.parameters(), lr=lr, momentum=momentum)
@@ -95,6 +102,8 @@ def fit(model, data: DigitData, *, device, epochs=1, batch_size=60, lr=0.1, mome
         accuracy = evaluate(model, data.test_images, data.test_labels, device)
         stats = EpochStats(epoch, total_loss / max(batches, 1), accuracy, seconds, n / seconds)
         history.append(stats)
-        log(f"epoch {epoch}: loss {stats.loss:.4f}  test accuracy {100 * accuracy:.2f}%  "
-            f"{seconds:.1f} s  {stats.images_per_second:,.0f} images/s")
+        log(
+            f"epoch {epoch}: loss {stats.loss:.4f}  test accuracy {100 * accuracy:.2f}%  "
+            f"{seconds:.1f} s  {stats.images_per_second:,.0f} images/s"
+        )
     return history

@@ -1,0 +1,98 @@
+"""Cases and comparisons shared by the test modules (tests import from here, never from each other).
+
+Tolerances are xpconv's one table (``xpconv.tools.check.TOLERANCE``), applied with its one
+relative-error function, against the independent plain-loop oracle in ``oracle.py``.
+"""
+
+import numpy as np
+import pytest
+
+import xpconv
+from xpconv.tools.check import TOLERANCE, relative_error
+
+import oracle
+
+# (N, C, H, W, O, kh, kw, stride, padding, dilation, groups)
+CONFIGS = [
+    pytest.param((2, 3, 6, 6, 4, 3, 3, 1, 1, 1, 1), id="3x3-pad1"),
+    pytest.param((3, 1, 8, 8, 4, 5, 5, 1, "same", 1, 1), id="book-5x5-same"),
+    pytest.param((2, 2, 7, 5, 3, 2, 2, 1, 0, 1, 1), id="even-kernel-nonsquare"),
+    pytest.param((2, 3, 6, 9, 4, 2, 3, 1, "same", 1, 1), id="same-even-rect"),
+    pytest.param((2, 2, 7, 8, 2, 4, 2, 1, "same", (2, 1), 1), id="same-dilated-even"),
+    pytest.param((2, 3, 9, 7, 2, 3, 2, (2, 3), (1, 2), 1, 1), id="stride-rect-pad"),
+    pytest.param((2, 2, 9, 9, 3, 3, 3, 2, 0, 2, 1), id="stride-dilation"),
+    pytest.param((2, 4, 6, 7, 6, 3, 1, 1, (0, 1), (1, 2), 2), id="groups-2"),
+    pytest.param((3, 4, 7, 7, 4, 3, 3, 1, 1, 1, 4), id="depthwise"),
+    pytest.param((2, 3, 6, 6, 6, 3, 3, 2, 1, 1, 3), id="depthwise-multiplier"),
+    pytest.param((2, 5, 4, 6, 3, 1, 1, 1, 0, 1, 1), id="pointwise"),
+    pytest.param((2, 4, 5, 5, 4, 1, 1, 2, 1, 1, 2), id="1x1-stride-pad-groups"),
+    pytest.param((1, 2, 5, 6, 3, 5, 6, 1, "valid", 1, 1), id="kernel-equals-input"),
+    pytest.param((2, 2, 8, 7, 3, 3, 3, 3, 0, 1, 1), id="stride-leaves-edge"),
+    pytest.param((2, 4, 5, 6, 2, 2, 3, 1, (2, 1), 1, 2), id="padded-beyond-kernel"),
+    pytest.param((2, 6, 7, 6, 3, 3, 2, 1, (1, 0), (2, 3), 3), id="stride1-fewer-outputs-dilated"),
+]
+
+
+def to_host(a):
+    """A NumPy copy of ``a`` (a NumPy array or a device array of the stand-in or of CuPy)."""
+    return xpconv.to_numpy(a)
+
+
+def assert_close(actual, expected, dtype, what=""):
+    """``actual`` has ``dtype``, ``expected``'s shape, and is within ``TOLERANCE[dtype]`` of it."""
+    dtype = np.dtype(dtype)
+    assert actual.dtype == dtype, f"{what}: dtype {actual.dtype}, expected {dtype}"
+    assert tuple(actual.shape) == expected.shape, f"{what}: shape {tuple(actual.shape)}, expected {expected.shape}"
+    err = relative_error(actual, expected)
+    tol = TOLERANCE[dtype.name]
+    assert err <= tol, f"{what}: relative error {err:.3e} > {tol:.0e} for {dtype}"
+
+
+def random_array(rng, shape, dtype=np.float64):
+    """Standard normal entries: never zeros, never all-ones."""
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def resolve(cfg):
+    """A case's explicit ``(stride, (top, bottom, left, right), dilation)``, computed by the oracle's rules."""
+    n, c, h, w, o, kh, kw, s, p, d, g = cfg
+    stride, dilation = pair(s), pair(d)
+    if p == "same":
+        pad = oracle.same_padding((kh, kw), dilation)
+    elif p == "valid":
+        pad = (0, 0, 0, 0)
+    else:
+        ph, pw = pair(p)
+        pad = (ph, ph, pw, pw)
+    return stride, pad, dilation
+
+
+def make_case(rng, cfg, dtype):
+    """Random ``x, weight, bias`` of a case and its keyword arguments."""
+    n, c, h, w, o, kh, kw, s, p, d, g = cfg
+    x = random_array(rng, (n, c, h, w), dtype)
+    wt = random_array(rng, (o, c // g, kh, kw), dtype)
+    b = random_array(rng, (o,), dtype)
+    return x, wt, b, dict(stride=s, padding=p, dilation=d, groups=g)
+
+
+def check_against_oracle(rng, cfg, dtype, to=lambda a: a, **extra):
+    """conv2d and its three gradients (inputs moved by ``to``) against the plain-loop oracle."""
+    x, wt, b, kw = make_case(rng, cfg, dtype)
+    stride, pad, dilation = resolve(cfg)
+    groups = kw["groups"]
+    ref_y = oracle.oracle_conv2d(x, wt, b, stride, pad, dilation, groups)
+    y = xpconv.conv2d(to(x), to(wt), to(b), **kw, **extra)
+    assert type(y) is type(to(x))
+    assert_close(y, ref_y, dtype, "forward")
+    go = random_array(rng, ref_y.shape, dtype)
+    dx, dw, db = oracle.oracle_conv2d_grads(go, x, wt, stride, pad, dilation, groups)
+    grads = xpconv.conv2d_backward(to(go), to(x), to(wt), **kw, **extra)
+    assert all(type(a) is type(to(x)) for a in grads)
+    assert_close(grads.input, dx, dtype, "grad input")
+    assert_close(grads.weight, dw, dtype, "grad weight")
+    assert_close(grads.bias, db, dtype, "grad bias")

@@ -1,0 +1,265 @@
+"""Layers on top of the kernels: each has ``forward(x)`` and ``backward(grad_output)``.
+
+``backward`` returns the gradient with respect to the layer's input and stores its
+parameters' gradients in ``Parameter.grad`` (overwriting, not accumulating).  Layers call the
+public kernels and hold no copy of the math.  Parameters live on one device, chosen by
+``device=`` or, when that is omitted, the ``XPCONV_DEVICE`` environment variable (default
+``"cpu"``); every layer computes under its input's device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._backend import array_namespace, device_of, device_scope, is_array, resolve_device, to_device
+from .._types import Array, Device, Gradients
+from ..conv import conv2d, conv2d_backward
+from ..dense import dense, dense_backward
+
+__all__ = ["Conv2D", "Dense", "Dropout", "Flatten", "Layer", "Parameter", "ReLU", "Sequential", "Tanh"]
+
+
+def _check_input(layer: Layer, x) -> None:
+    if not is_array(x):
+        raise TypeError(f"{type(layer).__name__}.forward: x must be a NumPy or CuPy array, got {type(x).__name__}")
+
+
+class Parameter:
+    """A trainable array and the gradient the last ``backward`` left for it."""
+
+    def __init__(self, value: Array, name: str):
+        self.value = value
+        self.grad: Array | None = None
+        self.name = name
+
+    def __repr__(self):
+        return f"Parameter({self.name}, shape={tuple(self.value.shape)}, dtype={self.value.dtype})"
+
+
+class Layer:
+    """Base class: no parameters, training mode on."""
+
+    training = True
+
+    def parameters(self) -> list[Parameter]:
+        return []
+
+    def train(self, mode: bool = True) -> Layer:
+        self.training = mode
+        return self
+
+    def eval(self) -> Layer:
+        return self.train(False)
+
+    def __call__(self, x: Array) -> Array:
+        return self.forward(x)
+
+
+class _ParameterLayer(Layer):
+    def __init__(self, device: Device | None, dtype, seed):
+        self.device = resolve_device(device)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float16, np.float32, np.float64):
+            raise TypeError(f"dtype must be float16, float32 or float64, got {dtype!r}")
+        self._rng = np.random.default_rng(seed)
+        self._x = None
+
+    def _init(self, shape, fan_in, fan_out, name) -> Parameter:
+        """Glorot (Xavier) uniform: U(-a, a) with a = sqrt(6 / (fan_in + fan_out))."""
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        host = self._rng.uniform(-limit, limit, size=shape).astype(self.dtype)
+        return Parameter(to_device(host, self.device), name)
+
+    def _zeros(self, n, name) -> Parameter:
+        return Parameter(to_device(np.zeros(n, self.dtype), self.device), name)
+
+    def _check_device(self, x) -> None:
+        _check_input(self, x)
+        where = device_of(x)
+        if where != self.device:
+            raise ValueError(
+                f"{type(self).__name__} parameters are on {self.device} but its input is on {where}; "
+                f"move the input with xpconv.to_device(x, {self.device!r})"
+            )
+
+    def _saved_input(self) -> Array:
+        if self._x is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return self._x
+
+    def parameters(self) -> list[Parameter]:
+        return [p for p in (self.weight, self.bias) if p is not None]
+
+    def _keep(self, grads: Gradients) -> Array:
+        """Store the parameter gradients of a kernel's ``Gradients``; return the input's."""
+        self.weight.grad = grads.weight
+        if self.bias is not None:
+            self.bias.grad = grads.bias
+        return grads.input
+
+
+class Conv2D(_ParameterLayer):
+    """2-D convolution layer over NCHW batches; see :func:`xpconv.conv2d` for the arguments."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        *,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        device: Device | None = None,
+        dtype="float32",
+        seed=None,
+    ):
+        super().__init__(device, dtype, seed)
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
+        self.hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        cg, og = in_channels // groups, out_channels // groups
+        self.weight = self._init((out_channels, cg, kh, kw), cg * kh * kw, og * kh * kw, "weight")
+        self.bias = self._zeros(out_channels, "bias") if bias else None
+
+    def forward(self, x: Array) -> Array:
+        self._check_device(x)
+        self._x = x
+        return conv2d(x, self.weight.value, None if self.bias is None else self.bias.value, **self.hyper)
+
+    def backward(self, grad_output: Array) -> Array:
+        grads = conv2d_backward(
+            grad_output, self._saved_input(), self.weight.value, with_bias=self.bias is not None, **self.hyper
+        )
+        return self._keep(grads)
+
+
+class Dense(_ParameterLayer):
+    """Fully connected layer, ``y = x @ weight.T + bias`` with ``weight`` of shape (out, in)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        device: Device | None = None,
+        dtype="float32",
+        seed=None,
+    ):
+        super().__init__(device, dtype, seed)
+        self.weight = self._init((out_features, in_features), in_features, out_features, "weight")
+        self.bias = self._zeros(out_features, "bias") if bias else None
+
+    def forward(self, x: Array) -> Array:
+        self._check_device(x)
+        self._x = x
+        return dense(x, self.weight.value, None if self.bias is None else self.bias.value)
+
+    def backward(self, grad_output: Array) -> Array:
+        grads = dense_backward(grad_output, self._saved_input(), self.weight.value, with_bias=self.bias is not None)
+        return self._keep(grads)
+
+
+class Flatten(Layer):
+    """(N, d1, d2, ...) -> (N, d1·d2·...)."""
+
+    def forward(self, x: Array) -> Array:
+        _check_input(self, x)
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)  # (N, C, H, W) -> (N, C·H·W), a view on x's device
+
+    def backward(self, grad_output: Array) -> Array:
+        return grad_output.reshape(self._shape)  # (N, C·H·W) -> (N, C, H, W)
+
+
+class Tanh(Layer):
+    def forward(self, x: Array) -> Array:
+        _check_input(self, x)
+        with device_scope(x):
+            self._y = array_namespace(x).tanh(x)
+        return self._y
+
+    def backward(self, grad_output: Array) -> Array:
+        with device_scope(grad_output):
+            return grad_output * (1 - self._y * self._y)
+
+
+class ReLU(Layer):
+    def forward(self, x: Array) -> Array:
+        _check_input(self, x)
+        with device_scope(x):
+            self._mask = x > 0
+            return x * self._mask
+
+    def backward(self, grad_output: Array) -> Array:
+        with device_scope(grad_output):
+            return grad_output * self._mask
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each entry with probability ``p`` and scale the
+    rest by ``1 / (1 - p)``; in evaluation mode, the identity.
+
+    Each layer keeps one random generator per device, built on first use there from ``seed``.
+    """
+
+    def __init__(self, p: float = 0.5, *, seed=None):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"p must be in [0, 1), got {p!r}")
+        self.p = float(p)
+        self._seed = seed
+        self._rngs: dict[str, object] = {}
+        self._mask = None
+
+    def _generator(self, xp, device: Device):
+        rng = self._rngs.get(device)
+        if rng is None:  # built once per device: on a GPU each one allocates and seeds cuRAND states
+            rng = self._rngs[device] = xp.random.default_rng(self._seed)
+        return rng
+
+    def forward(self, x: Array) -> Array:
+        _check_input(self, x)
+        if not self.training or self.p == 0.0:
+            self._mask = None
+            return x
+        xp = array_namespace(x)
+        with device_scope(x):
+            keep = self._generator(xp, device_of(x)).random(x.shape, dtype=np.float32) >= self.p
+            self._mask = keep.astype(x.dtype) / x.dtype.type(1.0 - self.p)
+            return x * self._mask
+
+    def backward(self, grad_output: Array) -> Array:
+        if self._mask is None:
+            return grad_output
+        with device_scope(grad_output):
+            return grad_output * self._mask
+
+
+class Sequential(Layer):
+    def __init__(self, *layers: Layer):
+        self.layers = list(layers)
+
+    def parameters(self) -> list[Parameter]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def train(self, mode: bool = True) -> Sequential:
+        self.training = mode
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def forward(self, x: Array) -> Array:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_output: Array) -> Array:
+        for layer in reversed(self.layers):
+            grad_output = layer.backward(grad_output)
+        return grad_output

@@ -1,0 +1,132 @@
+"""``xpconv check``: every kernel on one device against the float64 reference.
+
+Errors are relative to the reference's scale, ``max|actual - ref| / max|ref|``
+(:func:`relative_error`), and must stay under the tolerance of the dtype (:data:`TOLERANCE`).
+The test suite uses the same table and the same function against its own plain-loop oracle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._backend import namespace_for, to_device, to_numpy
+from .._geometry import conv_geometry
+from .._types import Device
+from ..bias import bias_add, bias_backward
+from ..conv import conv2d, conv2d_backward
+from ..dense import dense, dense_backward
+from .reference import reference_conv2d, reference_conv2d_backward, reference_dense, reference_dense_backward
+
+# Worst error allowed, relative to the largest magnitude of the float64 reference's result.
+# float64: sums of ~1000 products lose ~1e-16 each; float32: unit roundoff 6e-8 times the
+# growth of those sums; float16 inputs are rounded before the reference sees them and
+# accumulate in float32, and the result is rounded to float16 (unit roundoff 4.9e-4).
+TOLERANCE = {"float64": 1e-12, "float32": 1e-5, "float16": 2e-3}
+
+# name: (N, C, H, W, O, kh, kw, stride, padding, dilation, groups)
+CONFIGS = {
+    "book 5x5 same": (4, 1, 12, 12, 6, 5, 5, 1, "same", 1, 1),
+    "rect stride/dil": (3, 4, 11, 8, 6, 3, 2, (2, 1), (1, 2), (2, 1), 2),
+    "even same": (2, 3, 7, 10, 4, 4, 2, 1, "same", 1, 1),
+    "depthwise": (2, 6, 9, 9, 12, 3, 3, 2, 1, 1, 6),
+    "pointwise": (3, 8, 5, 6, 5, 1, 1, 1, 0, 1, 1),
+}
+DENSE = {"dense 7x20->9": (7, 20, 9)}
+
+
+@dataclass
+class Row:
+    kernel: str
+    config: str
+    dtype: str
+    error: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.error <= self.tolerance)  # NaN fails
+
+
+def relative_error(actual, expected) -> float:
+    """``max|actual - expected| / max|expected|`` in float64 (``actual`` on any device);
+    ``inf`` when the shapes differ."""
+    actual = to_numpy(actual).astype(np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        return float("inf")
+    scale = float(np.max(np.abs(expected), initial=0.0)) or 1.0
+    return float(np.max(np.abs(actual - expected), initial=0.0) / scale)
+
+
+def _inputs(rng, dtype, *shapes):
+    """Random host arrays of ``dtype`` and their exact float64 values."""
+    arrays = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    return arrays, [a.astype(np.float64) for a in arrays]
+
+
+def conv_errors(x, weight, bias, grad_output, *, stride=1, padding=0, dilation=1, groups=1) -> dict[str, float]:
+    """Relative errors of conv2d and its three gradients (arrays on any device) against the
+    float64 reference run on the same values; keys ``conv2d`` and ``conv2d_backward.<part>``."""
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    g = conv_geometry(x.shape, weight.shape, None if bias is None else bias.shape, **kw)
+    hyper = dict(stride=g.stride, pad=g.pad, dilation=g.dilation, groups=g.groups)
+    xh, wh, bh, gh = (to_numpy(a).astype(np.float64) for a in (x, weight, bias, grad_output))
+    errors = {"conv2d": relative_error(conv2d(x, weight, bias, **kw), reference_conv2d(xh, wh, bh, **hyper))}
+    grads = conv2d_backward(grad_output, x, weight, **kw)
+    ref = reference_conv2d_backward(gh, xh, wh, **hyper)
+    for part in ("input", "weight", "bias"):
+        errors[f"conv2d_backward.{part}"] = relative_error(getattr(grads, part), getattr(ref, part))
+    return errors
+
+
+def run_check(device: Device = "cpu", dtypes=("float32", "float64"), seed: int = 0) -> list[Row]:
+    """Every kernel and gradient on ``device`` for each dtype: a :class:`Row` per comparison."""
+    namespace_for(device)  # fail early, with the helpful message, if the device is missing
+    rng = np.random.default_rng(seed)
+    rows = []
+    for dtype in dtypes:
+        tol = TOLERANCE[dtype]
+        for name, (n, c, h, w, o, kh, kw, s, p, d, grp) in CONFIGS.items():
+            host, _ = _inputs(rng, dtype, (n, c, h, w), (o, c // grp, kh, kw), (o,))
+            geometry = conv_geometry(host[0].shape, host[1].shape, None, stride=s, padding=p, dilation=d, groups=grp)
+            (go_host,), _ = _inputs(rng, dtype, geometry.output_shape)
+            x, wt, b, go = (to_device(a, device) for a in (*host, go_host))
+            errors = conv_errors(x, wt, b, go, stride=s, padding=p, dilation=d, groups=grp)
+            rows += [Row(kernel, name, dtype, error, tol) for kernel, error in errors.items()]
+        for name, (n, fin, fout) in DENSE.items():
+            host, exact = _inputs(rng, dtype, (n, fin), (fout, fin), (fout,), (n, fout))
+            x, wt, b, go = (to_device(a, device) for a in host)
+            grads = dense_backward(go, x, wt)
+            ref = reference_dense_backward(exact[3], exact[0], exact[1])
+            rows.append(Row("dense", name, dtype, relative_error(dense(x, wt, b), reference_dense(*exact[:3])), tol))
+            for part in ("input", "weight", "bias"):
+                error = relative_error(getattr(grads, part), getattr(ref, part))
+                rows.append(Row(f"dense_backward.{part}", name, dtype, error, tol))
+        host, exact = _inputs(rng, dtype, (3, 5, 4, 6), (5,))
+        x, b = (to_device(a, device) for a in host)
+        expected = exact[0] + exact[1][:, None, None]
+        rows.append(Row("bias_add", "NCHW axis=1", dtype, relative_error(bias_add(x, b), expected), tol))
+        expected = exact[0].sum(axis=(0, 2, 3))
+        rows.append(Row("bias_backward", "NCHW axis=1", dtype, relative_error(bias_backward(x), expected), tol))
+    return rows
+
+
+def format_rows(rows: list[Row]) -> str:
+    header = f"{'kernel':<24} {'configuration':<16} {'dtype':<8} {'worst rel. error':>16} {'tolerance':>10}  result"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        verdict = "ok" if r.ok else "FAIL"
+        lines.append(f"{r.kernel:<24} {r.config:<16} {r.dtype:<8} {r.error:>16.2e} {r.tolerance:>10.0e}  {verdict}")
+    return "\n".join(lines)
+
+
+def summary(rows: list[Row]) -> str:
+    """One line: how many checks passed, and the worst error per dtype."""
+    worst = {}
+    for r in rows:
+        worst[r.dtype] = max(worst.get(r.dtype, 0.0), r.error)
+    per_dtype = ", ".join(f"{dtype} worst {error:.1e}" for dtype, error in worst.items())
+    passed = sum(r.ok for r in rows)
+    return f"{passed} of {len(rows)} checks within tolerance ({per_dtype})"

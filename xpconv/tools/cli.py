@@ -1,0 +1,218 @@
+"""Command line: ``xpconv info``, ``xpconv check``, ``xpconv bench``, ``xpconv train``.
+
+Every misuse ends in one line on stderr and exit status 2, before any long work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from .. import __version__
+from .._backend import DeviceUnavailableError, gpu_report, namespace_for, parse_device, resolve_device
+
+
+def _blas() -> str:
+    try:
+        deps = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{deps.get('name', '?')} {deps.get('version', '')}".strip()
+    except Exception:  # older NumPy without mode="dicts"
+        return "unknown"
+
+
+def cmd_info(args) -> int:
+    from .._parallel import available_cores, thread_report
+
+    cupy_version, gpus = gpu_report()
+    print(f"xpconv   {__version__}")
+    print(f"python   {platform.python_version()} ({platform.machine()}, {available_cores()} cores)")
+    print(f"numpy    {np.__version__} (BLAS: {_blas()})")
+    print(f"cupy     {cupy_version}")
+    print(f"threads  {thread_report()}")
+    print(f"backends cpu{', cuda' if gpus else ''}")
+    for i, name in enumerate(gpus):
+        print(f"gpu      cuda:{i} {name}")
+    if not gpus:
+        print("gpu      none visible")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .check import format_rows, run_check, summary
+
+    dtypes = args.dtype or ["float32", "float64"]
+    rows = run_check(args.device, dtypes)
+    print(f"xpconv check --device {args.device}: every kernel against the float64 reference")
+    print(format_rows(rows))
+    print(summary(rows))
+    return 0 if all(r.ok for r in rows) else 1
+
+
+def cmd_train(args) -> int:
+    from ..nn.data import load_mnist, load_sklearn_digits
+    from ..nn.fit import book_network, fit
+
+    device = resolve_device(args.device)
+    namespace_for(device)  # a missing GPU is one line, before the data is read
+    if args.data:
+        data = load_mnist(args.data, args.train_count, count_name="--train-count")
+    else:
+        data = load_sklearn_digits(seed=args.seed)
+    print(data.description)
+    _, _, h, w = data.train_images.shape
+    model = book_network(h, w, device=device, seed=args.seed)
+    print(
+        f"network: Conv2D(1->16, 5x5, same) -> Tanh -> Dropout(0.2) -> Flatten -> Dense({16 * h * w}->10) "
+        f"on {device}; SGD lr={args.lr} momentum={args.momentum}, batch {args.batch_size}"
+    )
+    fit(model, data, device=device, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        momentum=args.momentum, seed=args.seed, progress=not args.quiet)  # fmt: skip
+    return 0
+
+
+def _check_output_path(path: str | None, option: str) -> None:
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{option} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"{option} {path}: folder {folder} is not writable")
+
+
+def cmd_bench(args) -> int:
+    import json
+
+    from . import bench
+
+    # Everything that can be wrong with the arguments is found before anything is timed.
+    names = bench.parse_shapes(args.shapes, args.full)
+    _check_output_path(args.json, "--json")
+    _check_output_path(args.plot, "--plot")
+    if args.plot:
+        from .plot import require_matplotlib
+
+        require_matplotlib()
+    namespace_for(args.device)
+    book = "none" if args.no_book else ("all" if args.full else "smallest")
+    with_torch = args.device.startswith("cpu") and bench.torch_available()
+    seconds = bench.expected_seconds(names, args.min_seconds, with_torch, book)
+    what = "every standard shape (--full)" if args.full or args.shapes else "the quick set (--full: every shape)"
+    print(f"xpconv bench --device {args.device} --dtype {args.dtype}: {what}: {', '.join(names)}")
+    print(f"expected duration: about {seconds:.0f} s on 2 cores; progress on stderr")
+    if args.device.startswith("cpu") and not with_torch:
+        print('PyTorch is not installed, so there is no "vs torch" column: pip install -e ".[bench]" adds it')
+    print(f"xpconv uses {bench.cpu_threads()} CPU worker thread(s)")
+    start = time.perf_counter()
+    run = bench.run(args.device, args.dtype, names, book=book, min_seconds=args.min_seconds)
+    for line in run.checks:
+        print(f"check {line}")
+    print(run.ceiling.describe(args.dtype))
+    print(
+        "GFLOP/s count the direct convolution's multiply-adds x2 per pass (backward = 2 passes, train step = 3); "
+        "'vs torch' = PyTorch time / xpconv time (> 1: xpconv faster); 'x book' = over the book's per-pixel loop"
+    )
+    print(bench.format_table(run.results, run.ceiling.median))
+    print(f"took {time.perf_counter() - start:.0f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(bench.as_json(run, args.device, args.dtype), f, indent=2)
+        print(f"wrote {args.json}")
+    if args.plot:
+        from .plot import plot_gflops
+
+        plot_gflops(run.results, args.plot, run.ceiling.median, f"xpconv bench, {args.device}, {args.dtype}")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be non-negative, got {text}")
+    return value
+
+
+def _device(text: str) -> str:
+    try:
+        parse_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xpconv", description="Conv2D/dense/bias kernels for NumPy and CuPy")
+    parser.add_argument("--version", action="version", version=f"xpconv {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="versions, cores, BLAS, worker threads and visible GPUs").set_defaults(func=cmd_info)
+    check = sub.add_parser("check", help="run every kernel against the float64 reference")
+    check.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    check.add_argument("--dtype", action="append", choices=["float16", "float32", "float64"],
+                       help="dtype to check (repeatable; default float32 and float64)")  # fmt: skip
+    check.set_defaults(func=cmd_check)
+    bench = sub.add_parser(
+        "bench",
+        help="time the kernels against PyTorch and the book (quick set: about a minute)",
+        description="Checks each shape against the float64 reference, then times xpconv beside PyTorch "
+        "(when installed) in alternating rounds. Without options: a quick set of shapes, about a minute "
+        "on 2 cores; --full: every shape and the book on each, several minutes.",
+    )
+    bench.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    bench.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"])
+    bench.add_argument("--shapes", help="comma-separated names from: " + ",".join(_bench_shapes()))
+    bench.add_argument("--full", action="store_true", help="every shape, and the book's approach on each")
+    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bench.add_argument("--plot", metavar="FILE.png", help="also draw GFLOP/s per shape (needs matplotlib)")
+    bench.add_argument("--no-book", action="store_true", help="skip the (slow) book baseline")
+    bench.add_argument("--min-seconds", type=_non_negative_float, default=0.5,
+                       help="time each op for at least this long (default 0.5)")  # fmt: skip
+    bench.set_defaults(func=cmd_bench)
+    train = sub.add_parser("train", help="train the book's CNN on MNIST-format data or scikit-learn's digits")
+    train.add_argument("--data", help="folder with MNIST IDX files (train-*/t10k-*, raw or .gz)")
+    train.add_argument(
+        "--device", type=_device, default=None, help="cpu, cuda or cuda:N (default $XPCONV_DEVICE or cpu)"
+    )
+    train.add_argument("--epochs", type=_positive_int, default=1)
+    train.add_argument("--batch-size", type=_positive_int, default=60)
+    train.add_argument("--lr", type=float, default=0.1)
+    train.add_argument("--momentum", type=float, default=0.9)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--train-count", type=_positive_int, default=8000,
+                       help="with only the t10k-* files: how many of them train (default 8000); the rest test")  # fmt: skip
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+    return parser
+
+
+def _bench_shapes():
+    from .bench import ALL_SHAPES
+
+    return ALL_SHAPES
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DeviceUnavailableError, ValueError, OSError, ModuleNotFoundError) as exc:
+        print(f"xpconv {args.command}: {exc}", file=sys.stderr)
+        return 2
