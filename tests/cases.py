@@ -4,6 +4,9 @@ Tolerances are xpconv's one table (``xpconv.tools.check.TOLERANCE``), applied wi
 relative-error function, against the independent plain-loop oracle in ``oracle.py``.
 """
 
+import gzip
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -96,3 +99,31 @@ def check_against_oracle(rng, cfg, dtype, to=lambda a: a, **extra):
     assert_close(grads.input, dx, dtype, "grad input")
     assert_close(grads.weight, dw, dtype, "grad weight")
     assert_close(grads.bias, db, dtype, "grad bias")
+
+
+# --- MNIST-format files the tests write ---------------------------------------------------
+
+
+def idx_bytes(array: np.ndarray, magic_type: int = 0x08) -> bytes:
+    header = bytes([0, 0, magic_type, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_pair(folder: Path, prefix: str, images, labels, compress=False):
+    for kind, arr in (("images-idx3", images), ("labels-idx1", labels)):
+        data = idx_bytes(arr)
+        name = f"{prefix}-{kind}-ubyte"
+        if compress:
+            (folder / (name + ".gz")).write_bytes(gzip.compress(data))
+        else:
+            (folder / name).write_bytes(data)
+
+
+def digit_like(rng, n, size=8):
+    """Images with a bright square whose position encodes the label (0..3)."""
+    labels = rng.integers(0, 4, size=n)
+    images = rng.integers(0, 40, size=(n, size, size))
+    for k, label in enumerate(labels):
+        r, c = divmod(int(label), 2)
+        images[k, r * 4 : r * 4 + 4, c * 4 : c * 4 + 4] += 200
+    return images.astype(np.uint8), labels.astype(np.uint8)

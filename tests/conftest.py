@@ -21,11 +21,12 @@ def rng(request):
 
 @pytest.fixture
 def fake_cupy_module(monkeypatch):
-    """Register the NumPy-backed CuPy stand-in as ``cupy`` for one test."""
+    """Register the strict CuPy stand-in (two devices, device 0 current) as ``cupy`` for one test."""
     mod = fake_cupy.make_module()
     monkeypatch.setitem(sys.modules, "cupy", mod)
-    monkeypatch.setattr(fake_cupy.runtime, "device_count", 1)
     yield mod
+    fake_cupy.set_devices(2)
+    fake_cupy.set_driver(12080)
 
 
 @pytest.fixture

@@ -1,141 +1,574 @@
-"""A NumPy-backed stand-in for CuPy, registered as ``cupy`` for one test at a time.
+"""A NumPy-backed stand-in for CuPy 14 that is as strict as CuPy where it matters.
 
-It has what xpconv's shim and kernels touch: its own ``ndarray`` type (a NumPy subclass
-that refuses to mix with plain NumPy arrays in arithmetic, as real CuPy does), module
-functions that return that type, ``asarray``/``asnumpy``, ``get_array_module``,
-``random.default_rng``, ``cuda.Device`` (with ``synchronize`` and a current-device context), ``cuda.runtime``
-and ``cuda.Stream.null.synchronize``.
+Registered as ``cupy`` in ``sys.modules`` for one test at a time (``make_module()``), it imitates:
+
+* **Its own array type.** :class:`ndarray` is not a ``numpy.ndarray`` subclass. ``__array__``
+  raises ``TypeError`` ("Implicit conversion to a NumPy array is not allowed"), NumPy ufuncs and
+  NumPy functions refuse it, so ``np.asarray(device_array)`` or ``np.sum(device_array)`` fail here
+  as they do on a GPU.
+* **No host operands.** Module functions, ufuncs and operators reject NumPy arrays and lists as
+  operands (``TypeError: Unsupported type <class 'numpy.ndarray'>``); Python and NumPy scalars,
+  shapes and axis tuples are fine; host integer arrays are fine as indices.
+* **Devices.** Two (or :func:`set_devices`) devices and a current device per thread;
+  anything that computes or copies runs on the current device and puts its result there; an
+  operand on another device raises ``ValueError`` (CuPy's behaviour without peer access); views
+  (slices, reshapes that need no copy, transposes) stay on their source's device;
+  ``cuda.Device(i)`` is a context manager.
+* **Only real names.** Every public name offered is in ``cupy_api.json``, the snapshot of the real
+  CuPy's names (``snapshot_cupy_api.py``); a name CuPy has but the stand-in does not implement
+  raises ``AttributeError`` saying so, and a name CuPy lacks raises ``AttributeError`` like CuPy.
+* **Counters** (:data:`counters`): device random-generator constructions and host
+  synchronisations (``float()``, ``int()``, ``bool()``, ``.get()``, ``.item()``, ``.tolist()``,
+  ``asnumpy``), so tests can assert there are none inside the kernels.
+
+Memory is host memory; "device" is a label checked on every operation.  Stricter than CuPy in
+one place: assigning a NumPy array into a device array (``a[...] = host``) is refused too.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 import types
+from pathlib import Path
 
 import numpy as np
 
-_current_device = [0]
+_API = json.loads(Path(__file__).with_name("cupy_api.json").read_text())
+NAMES = {part: frozenset(names) for part, names in _API["names"].items()}
+VERSION = _API["cupy_version"]
+
+counters = {"rng_constructions": 0, "host_syncs": 0}
+_local = threading.local()
 
 
-class FakeCupyArray(np.ndarray):
-    """A "device" array: NumPy memory, its own type, and a ``device`` attribute."""
-
-    def __array_finalize__(self, obj):
-        self._device_id = getattr(obj, "_device_id", _current_device[0])
-
-    @property
-    def device(self):
-        return Device(self._device_id)
-
-    def get(self):
-        return np.asarray(self).view(np.ndarray).copy()
-
-    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
-        operands = inputs + (out or ())
-        if any(type(a) is np.ndarray for a in operands):
-            raise TypeError(f"fake cupy: {ufunc.__name__} mixes a NumPy array with a device array")
-        args = [a.view(np.ndarray) if isinstance(a, FakeCupyArray) else a for a in inputs]
-        if out is not None:
-            kwargs["out"] = tuple(a.view(np.ndarray) for a in out)
-        result = getattr(ufunc, method)(*args, **kwargs)
-        if out is not None:
-            return out[0] if len(out) == 1 else out
-        return _wrap(result)
+def reset_counters() -> None:
+    for key in counters:
+        counters[key] = 0
 
 
-def _wrap(result):
-    if isinstance(result, np.ndarray) and not isinstance(result, FakeCupyArray):
-        return result.view(FakeCupyArray)
-    if isinstance(result, tuple):
-        return tuple(_wrap(r) for r in result)
-    return result
+def current_device() -> int:
+    return getattr(_local, "device", 0)
 
 
-def _unwrap(value):
-    if isinstance(value, FakeCupyArray):
-        return value.view(np.ndarray)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_unwrap(v) for v in value)
-    return value
-
-
-class Device:
-    def __init__(self, device_id=None):
-        self.id = _current_device[0] if device_id is None else device_id
-        self._previous = None
-
-    def __enter__(self):
-        if self.id >= runtime.device_count:
-            raise RuntimeError(f"fake cupy: invalid device {self.id}")
-        self._previous = _current_device[0]
-        _current_device[0] = self.id
-        return self
-
-    def __exit__(self, *exc):
-        _current_device[0] = self._previous
-
-    def synchronize(self):
-        pass
+class CUDARuntimeError(RuntimeError):
+    pass
 
 
 class _Runtime:
-    device_count = 1
+    """``cupy.cuda.runtime``; :func:`set_devices` and :func:`set_driver` change what it reports."""
+
+    _device_count = 2
+    _driver_version = 12080
 
     def driverGetVersion(self):
-        return 12040
+        return self._driver_version
+
+    def runtimeGetVersion(self):
+        return 12080
 
     def getDeviceCount(self):
-        return self.device_count
+        return self._device_count
 
     def getDeviceProperties(self, i):
-        return {"name": b"Fake GPU"}
+        self._check(i)
+        return {"name": b"Stand-in GPU", "totalGlobalMem": 80 * 2**30}
+
+    def _check(self, i):
+        if not 0 <= i < self._device_count:
+            raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
+
+    CUDARuntimeError = CUDARuntimeError
+
+    def __getattr__(self, name):
+        raise AttributeError(_missing("cupy.cuda.runtime", name))
 
 
 runtime = _Runtime()
 
 
+def set_devices(count: int) -> None:
+    """How many GPUs the stand-in has (0: a driver but no GPU)."""
+    runtime._device_count = count
+
+
+def set_driver(version: int) -> None:
+    """The driver version ``driverGetVersion`` reports (0: no NVIDIA driver, as CuPy reports it)."""
+    runtime._driver_version = version
+
+
+def _missing(part: str, name: str) -> str:
+    if name in NAMES[part]:
+        return f"fake cupy: {part}.{name} exists in CuPy {VERSION} but the stand-in does not implement it"
+    return f"module '{part}' has no attribute '{name}'"
+
+
+class Device:
+    """``cupy.cuda.Device``: ``Device()`` is the current device; ``with Device(i):`` makes ``i`` current."""
+
+    def __init__(self, device=None):
+        if isinstance(device, Device):
+            device = device.id
+        self.id = current_device() if device is None else int(device)
+        self._previous = []
+
+    def __enter__(self):
+        runtime._check(self.id)
+        self._previous.append(current_device())
+        _local.device = self.id
+        return self
+
+    def __exit__(self, *exc):
+        _local.device = self._previous.pop()
+
+    def use(self):
+        runtime._check(self.id)
+        _local.device = self.id
+
+    def synchronize(self):
+        runtime._check(self.id)
+
+    def __eq__(self, other):
+        return isinstance(other, Device) and other.id == self.id
+
+    def __hash__(self):
+        return hash(self.id)
+
+    def __repr__(self):
+        return f"<CUDA Device {self.id}>"
+
+
+# --- the array type -------------------------------------------------------------------------
+
+
+def _unsupported(value):
+    return TypeError(f"Unsupported type {type(value)}")
+
+
+def _check_device(*arrays: ndarray) -> int:
+    """Every device operand must be on the current device (no peer access here)."""
+    dev = current_device()
+    for a in arrays:
+        if a._device != dev:
+            raise ValueError(
+                f"The device where the array resides ({a._device}) is different from the current device "
+                f"({dev}). Peer access is unavailable between these devices."
+            )
+    return dev
+
+
+def _operand(value, arrays: list):
+    """A device array's data (recorded in ``arrays``), or a scalar; host arrays and lists refused."""
+    if isinstance(value, ndarray):
+        arrays.append(value)
+        return value._data
+    if isinstance(value, (bool, int, float, complex, np.generic)) or value is None:
+        return value
+    raise _unsupported(value)
+
+
+def _wrap(result, device: int):
+    """NumPy results -> device arrays on ``device`` (reductions give 0-d arrays, as in CuPy)."""
+    if isinstance(result, np.ndarray):
+        return ndarray._from_data(result, device)
+    if isinstance(result, np.generic):
+        return ndarray._from_data(np.asarray(result), device)
+    if isinstance(result, tuple):
+        return tuple(_wrap(r, device) for r in result)
+    if isinstance(result, list):
+        return [_wrap(r, device) for r in result]
+    return result
+
+
+def _compute(fn, args, kwargs, *, sequence_first=False, out=None):
+    """Run ``fn`` on the data of device operands, on the current device, with CuPy's checks."""
+    arrays: list[ndarray] = []
+    plain = []
+    for k, a in enumerate(args):
+        if k == 0 and sequence_first:
+            if not isinstance(a, (list, tuple)):
+                raise _unsupported(a)
+            plain.append([_operand(item, arrays) for item in a])
+        else:
+            plain.append(a if _is_option(a) else _operand(a, arrays))
+    options = {}
+    for key, value in kwargs.items():
+        options[key] = value if _is_option(value) else _operand(value, arrays)
+    if out is not None:
+        if not isinstance(out, ndarray):
+            raise TypeError(f"out must be a cupy.ndarray, got {type(out)}")
+        arrays.append(out)
+    dev = _check_device(*arrays)
+    if out is not None:
+        fn(*plain, **options, out=out._data)
+        return out
+    return _wrap(fn(*plain, **options), dev)
+
+
+def _is_option(value) -> bool:
+    """Shapes, axes, dtypes and strings pass through as they are (they are not operands)."""
+    if isinstance(value, (str, type, np.dtype)) or value is None:
+        return True
+    return isinstance(value, tuple) and all(isinstance(v, (int, np.integer)) for v in value)
+
+
+def _index(key, arrays: list):
+    """An index: slices, ints, host integer/bool arrays (CuPy copies those over), device arrays."""
+    if isinstance(key, tuple):
+        return tuple(_index(k, arrays) for k in key)
+    if isinstance(key, ndarray):
+        arrays.append(key)
+        return key._data
+    if isinstance(key, np.ndarray):
+        if key.dtype.kind not in "iub":
+            raise IndexError(f"arrays used as indices must be of integer or boolean type, got {key.dtype}")
+        return key
+    if isinstance(key, list):
+        return np.asarray(key)
+    return key
+
+
+def _is_basic(key) -> bool:
+    keys = key if isinstance(key, tuple) else (key,)
+    return all(k is None or k is Ellipsis or isinstance(k, (slice, int, np.integer)) for k in keys)
+
+
+_BINARY = {
+    "add": np.add, "sub": np.subtract, "mul": np.multiply, "truediv": np.true_divide,
+    "floordiv": np.floor_divide, "mod": np.remainder, "pow": np.power, "matmul": np.matmul,
+    "and": np.logical_and, "or": np.logical_or, "xor": np.logical_xor,
+}  # fmt: skip
+_COMPARE = {
+    "lt": np.less,
+    "le": np.less_equal,
+    "gt": np.greater,
+    "ge": np.greater_equal,
+    "eq": np.equal,
+    "ne": np.not_equal,
+}
+
+
+class ndarray:  # noqa: N801 - CuPy's name
+    """A device array: NumPy memory labelled with the device it lives on."""
+
+    __array_priority__ = 100
+    __slots__ = ("_data", "_device")
+
+    def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
+        self._data = np.empty(shape, dtype=dtype, order=order)
+        self._device = current_device()
+
+    @classmethod
+    def _from_data(cls, data: np.ndarray, device: int) -> ndarray:
+        obj = cls.__new__(cls)
+        obj._data = data
+        obj._device = device
+        return obj
+
+    # what NumPy must not be able to do with a device array
+    def __array__(self, *args, **kwargs):
+        raise TypeError(
+            "Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct a NumPy array explicitly."
+        )
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return NotImplemented  # NumPy then raises TypeError
+
+    def __array_function__(self, func, types, args, kwargs):
+        return NotImplemented
+
+    # attributes
+    shape = property(lambda self: self._data.shape)
+    dtype = property(lambda self: self._data.dtype)
+    ndim = property(lambda self: self._data.ndim)
+    size = property(lambda self: self._data.size)
+    itemsize = property(lambda self: self._data.itemsize)
+    nbytes = property(lambda self: self._data.nbytes)
+    strides = property(lambda self: self._data.strides)
+    device = property(lambda self: Device(self._device))
+    T = property(lambda self: self._view(self._data.T))
+    mT = property(lambda self: self._view(np.swapaxes(self._data, -1, -2)))
+
+    def __len__(self):
+        return len(self._data)
+
+    def __repr__(self):
+        return f"array({self._data!r}, device={self._device})"
+
+    def __iter__(self):
+        raise TypeError("iterating a device array element by element: use .get() or index explicitly")
+
+    def _view(self, data: np.ndarray) -> ndarray:
+        return ndarray._from_data(data, self._device)
+
+    def _result(self, data, *operands: ndarray):
+        """A method's result: a view stays on this array's device, anything else is computed."""
+        if isinstance(data, np.ndarray) and np.shares_memory(data, self._data):
+            return self._view(data)
+        return _wrap(data, _check_device(self, *operands))
+
+    # host synchronisations
+    def _sync(self):
+        counters["host_syncs"] += 1
+
+    def get(self, stream=None, order="C", out=None, blocking=True):
+        self._sync()
+        return self._data.copy(order=order)
+
+    def item(self):
+        self._sync()
+        return self._data.item()
+
+    def tolist(self):
+        self._sync()
+        return self._data.tolist()
+
+    def __float__(self):
+        self._sync()
+        return float(self._data)
+
+    def __int__(self):
+        self._sync()
+        return int(self._data)
+
+    def __bool__(self):
+        self._sync()
+        return bool(self._data)
+
+    def __index__(self):
+        raise TypeError("only integer scalar arrays can be converted to a scalar index")
+
+    # indexing
+    def __getitem__(self, key):
+        arrays: list[ndarray] = []
+        index = _index(key, arrays)
+        data = self._data[index]
+        if _is_basic(key):
+            return self._view(data)
+        return _wrap(data if not np.shares_memory(data, self._data) else data.copy(), _check_device(self, *arrays))
+
+    def __setitem__(self, key, value):
+        arrays: list[ndarray] = [self]
+        index = _index(key, arrays)
+        value = _operand(value, arrays)
+        _check_device(*arrays)
+        self._data[index] = value
+
+    # methods (only names the real cupy.ndarray has)
+    def reshape(self, *shape, order="C"):
+        return self._result(self._data.reshape(*shape, order=order))
+
+    def transpose(self, *axes):
+        return self._view(self._data.transpose(*axes))
+
+    def swapaxes(self, a, b):
+        return self._view(self._data.swapaxes(a, b))
+
+    def ravel(self, order="C"):
+        return self._result(self._data.ravel(order=order))
+
+    def squeeze(self, axis=None):
+        return self._view(self._data.squeeze(axis=axis))
+
+    def view(self, dtype=None):
+        return self._view(self._data.view() if dtype is None else self._data.view(dtype))
+
+    def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
+        if not copy and np.dtype(dtype) == self.dtype:
+            return self
+        return _wrap(self._data.astype(dtype, order=order), _check_device(self))
+
+    def copy(self, order="C"):
+        # CuPy copies onto the *current* device, whatever the source's device
+        return ndarray._from_data(self._data.copy(order=order), current_device())
+
+    def fill(self, value):
+        _check_device(self)
+        self._data.fill(_operand(value, []))
+
+    def __getattr__(self, name):
+        if name in NAMES["cupy.ndarray"] and hasattr(np.ndarray, name):
+            method = getattr(self._data, name)
+
+            def computed(*args, **kwargs):
+                _check_device(self)
+                return _compute(method, args, kwargs, out=kwargs.pop("out", None))
+
+            return computed
+        raise AttributeError(_missing("cupy.ndarray", name))
+
+    # operators
+    def _binary(self, name, other, reflected=False):
+        if not isinstance(other, ndarray) and not _is_scalar(other):
+            if isinstance(other, np.ndarray) or isinstance(other, list):
+                raise _unsupported(other)
+            return NotImplemented
+        args = (other, self) if reflected else (self, other)
+        return _compute(_BINARY[name], args, {})
+
+    def _inplace(self, name, other):
+        return _compute(_BINARY[name], (self, other), {}, out=self)
+
+    def __neg__(self):
+        return _compute(np.negative, (self,), {})
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _compute(np.absolute, (self,), {})
+
+    def __invert__(self):
+        return _compute(np.invert, (self,), {})
+
+
+def _is_scalar(value) -> bool:
+    return isinstance(value, (bool, int, float, complex, np.generic))
+
+
+def _make_operators():
+    for name in _BINARY:
+        setattr(ndarray, f"__{name}__", lambda self, other, _n=name: self._binary(_n, other))
+        setattr(ndarray, f"__r{name}__", lambda self, other, _n=name: self._binary(_n, other, reflected=True))
+        setattr(ndarray, f"__i{name}__", lambda self, other, _n=name: self._inplace(_n, other))
+    for name, ufunc in _COMPARE.items():
+
+        def compare(self, other, _u=ufunc):
+            if not isinstance(other, ndarray) and not _is_scalar(other):
+                raise _unsupported(other)
+            return _compute(_u, (self, other), {})
+
+        setattr(ndarray, f"__{name}__", compare)
+    ndarray.__hash__ = None
+
+
+_make_operators()
+
+
+# --- random ---------------------------------------------------------------------------------
+
+
+class Generator:
+    """``cupy.random.Generator``: each construction would allocate and seed cuRAND states."""
+
+    def __init__(self, bit_generator=None):
+        counters["rng_constructions"] += 1
+        self._device = current_device()
+        self._rng = np.random.default_rng(bit_generator)
+
+    def random(self, size=None, dtype=np.float64, out=None):
+        dev = _check_device(ndarray._from_data(np.empty(0), self._device))
+        return _wrap(self._rng.random(size, dtype=dtype), dev)
+
+    def standard_normal(self, size=None, dtype=np.float64, out=None):
+        dev = _check_device(ndarray._from_data(np.empty(0), self._device))
+        return _wrap(self._rng.standard_normal(size, dtype=dtype), dev)
+
+    def __getattr__(self, name):
+        raise AttributeError(_missing("cupy.random.Generator", name))
+
+
+def _default_rng(seed=None):
+    return Generator(seed)
+
+
+# --- the module -----------------------------------------------------------------------------
+
+# Functions whose first argument is a sequence of arrays.
+_SEQUENCE_FIRST = {"concatenate", "stack", "vstack", "hstack", "dstack", "column_stack"}
+# Functions that build from shapes and scalars only.
+_CREATION = {"empty", "zeros", "ones", "full", "arange", "eye", "identity", "linspace"}
+
+
+def _asarray(a, dtype=None, order=None, *, blocking=False):
+    if isinstance(a, ndarray):
+        return a if dtype is None or np.dtype(dtype) == a.dtype else a.astype(dtype)
+    return ndarray._from_data(np.array(a, dtype=dtype, order=order or "K"), current_device())
+
+
+def _asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
+    if isinstance(a, ndarray):
+        counters["host_syncs"] += 1
+        return a._data.copy(order=order)
+    return np.asarray(a, order=order)
+
+
+def _get_array_module(*args):
+    return _MODULE if any(isinstance(a, ndarray) for a in args) else np
+
+
+def _ascontiguousarray(a, dtype=None):
+    if not isinstance(a, ndarray):
+        raise _unsupported(a)
+    if a._data.flags.c_contiguous and (dtype is None or np.dtype(dtype) == a.dtype):
+        return a
+    return _wrap(np.ascontiguousarray(a._data, dtype=dtype), _check_device(a))
+
+
+def _module_function(name):
+    fn = getattr(np, name)
+    if name in _CREATION:
+
+        def create(*args, **kwargs):
+            for v in (*args, *kwargs.values()):
+                if isinstance(v, (np.ndarray, list, ndarray)):
+                    raise _unsupported(v)
+            return ndarray._from_data(fn(*args, **kwargs), current_device())
+
+        return create
+
+    def compute(*args, **kwargs):
+        out = kwargs.pop("out", None)
+        return _compute(fn, args, kwargs, sequence_first=name in _SEQUENCE_FIRST, out=out)
+
+    compute.__name__ = name
+    return compute
+
+
+_MODULE: types.ModuleType | None = None
+
+
 def make_module() -> types.ModuleType:
-    """A fresh ``cupy`` module object backed by NumPy."""
+    """A fresh ``cupy`` module (counters reset, device 0 current, two devices)."""
+    global _MODULE
+    reset_counters()
+    _local.device = 0
+    set_devices(2)
+    set_driver(12080)
     mod = types.ModuleType("cupy")
-    mod.__version__ = "0.0-fake"
-    mod.ndarray = FakeCupyArray
-    mod.cuda = types.SimpleNamespace(
-        Device=Device,
-        runtime=runtime,
-        Stream=types.SimpleNamespace(null=types.SimpleNamespace(synchronize=lambda: None)),
-    )
-
-    def asarray(a, dtype=None):
-        if isinstance(a, FakeCupyArray) and a._device_id == _current_device[0]:
-            return a if dtype is None else a.astype(dtype, copy=False)
-        return np.array(_unwrap(a), dtype=dtype).view(FakeCupyArray)
-
-    def asnumpy(a):
-        return a.get() if isinstance(a, FakeCupyArray) else np.asarray(a)
-
-    def get_array_module(*arrays):
-        return mod if any(isinstance(a, FakeCupyArray) for a in arrays) else np
-
-    class _Generator:
-        def __init__(self, seed=None):
-            self._rng = np.random.default_rng(seed)
-
-        def random(self, size=None, dtype=np.float64):
-            return _wrap(self._rng.random(size, dtype=dtype))
-
-    mod.random = types.SimpleNamespace(default_rng=_Generator)
-    mod.asarray = asarray
-    mod.asnumpy = asnumpy
-    mod.get_array_module = get_array_module
+    mod.__version__ = VERSION
+    mod.ndarray = ndarray
+    mod.asarray = _asarray
+    mod.array = _asarray
+    mod.asnumpy = _asnumpy
+    mod.get_array_module = _get_array_module
+    mod.ascontiguousarray = _ascontiguousarray
+    mod.random = _namespace("cupy.random", default_rng=_default_rng, Generator=Generator)
+    mod.cuda = _namespace("cupy.cuda", Device=Device, runtime=runtime)
 
     def __getattr__(name):
-        attr = getattr(np, name)
-        if isinstance(attr, type) or not callable(attr):
-            return attr  # dtypes and constants are shared with NumPy
-
-        def wrapped(*args, **kwargs):
-            return _wrap(attr(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
-
-        return wrapped
+        if name in NAMES["cupy"] and hasattr(np, name):
+            attr = getattr(np, name)
+            if isinstance(attr, type) or not callable(attr):
+                return attr  # dtypes and constants are NumPy's own in CuPy too
+            return _module_function(name)
+        raise AttributeError(_missing("cupy", name))
 
     mod.__getattr__ = __getattr__
+    for part, obj in (("cupy", mod), ("cupy.random", mod.random), ("cupy.cuda", mod.cuda)):
+        offered = {n for n in vars(obj) if not n.startswith("_")}
+        assert offered <= NAMES[part], f"the stand-in offers names CuPy lacks: {sorted(offered - NAMES[part])}"
+    _MODULE = mod
     return mod
+
+
+def _namespace(part: str, **members) -> types.ModuleType:
+    ns = types.ModuleType(part)
+    for key, value in members.items():
+        setattr(ns, key, value)
+
+    def __getattr__(name):
+        raise AttributeError(_missing(part, name))
+
+    ns.__getattr__ = __getattr__
+    return ns

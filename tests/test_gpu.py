@@ -1,6 +1,7 @@
 """CPU <-> CUDA parity on a real GPU.  Collected always; skipped unless CuPy sees a device.
 
-Run on a GPU machine with ``python -m pytest -m gpu``.
+Run on a GPU machine with ``python -m pytest -m gpu`` (``benchmarks/gpu_check.sh`` does).
+The kernels run under ``cupyx.allow_synchronize(False)``: a host synchronisation inside them fails.
 """
 
 import numpy as np
@@ -15,49 +16,83 @@ pytestmark = [
     pytest.mark.skipif(not xpconv.cuda_available(), reason="needs CuPy and a visible CUDA device"),
 ]
 
-DTYPES = [np.float32, np.float64]
+DTYPES = [np.float16, np.float32, np.float64]
 
 
 def _cuda(a):
     return xpconv.to_device(a, "cuda")
 
 
+def _no_sync():
+    import cupyx
+
+    return cupyx.allow_synchronize(False)
+
+
+@pytest.mark.parametrize("workspace", [None, 1])  # 1 byte: the chunked path, one sample at a time
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cfg", CONFIGS)
-def test_conv2d_cpu_cuda_parity(rng, cfg, dtype):
+def test_conv2d_cpu_cuda_parity(rng, cfg, dtype, workspace):
     import cupy
 
     x, wt, b, kw = make_case(rng, cfg, dtype)
+    kw["workspace_bytes"] = workspace
     y_cpu = xpconv.conv2d(x, wt, b, **kw)
-    y_gpu = xpconv.conv2d(_cuda(x), _cuda(wt), _cuda(b), **kw)
-    assert isinstance(y_gpu, cupy.ndarray)
-    assert_close(xpconv.to_numpy(y_gpu), y_cpu.astype(np.float64), dtype, "forward")
     go = random_array(rng, y_cpu.shape, dtype)
     g_cpu = xpconv.conv2d_backward(go, x, wt, **kw)
-    g_gpu = xpconv.conv2d_backward(_cuda(go), _cuda(x), _cuda(wt), **kw)
+    xd, wd, bd, god = map(_cuda, (x, wt, b, go))
+    with _no_sync():
+        y_gpu = xpconv.conv2d(xd, wd, bd, **kw)
+        g_gpu = xpconv.conv2d_backward(god, xd, wd, **kw)
+    assert isinstance(y_gpu, cupy.ndarray)
+    assert_close(y_gpu, y_cpu.astype(np.float64), dtype, "forward")
     for part in ("input", "weight", "bias"):
-        assert_close(xpconv.to_numpy(getattr(g_gpu, part)), getattr(g_cpu, part).astype(np.float64), dtype, part)
+        assert_close(getattr(g_gpu, part), getattr(g_cpu, part).astype(np.float64), dtype, part)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dense_and_bias_cpu_cuda_parity(rng, dtype):
     x, w, b, go = (random_array(rng, s, dtype) for s in [(16, 40), (24, 40), (24,), (16, 24)])
-    assert_close(
-        xpconv.to_numpy(xpconv.dense(_cuda(x), _cuda(w), _cuda(b))), xpconv.dense(x, w, b).astype(np.float64), dtype
-    )
-    g_cpu = xpconv.dense_backward(go, x, w)
-    g_gpu = xpconv.dense_backward(_cuda(go), _cuda(x), _cuda(w))
-    for part in ("input", "weight", "bias"):
-        assert_close(xpconv.to_numpy(getattr(g_gpu, part)), getattr(g_cpu, part).astype(np.float64), dtype, part)
     x4 = random_array(rng, (3, 24, 5, 6), dtype)
-    assert_close(
-        xpconv.to_numpy(xpconv.bias_add(_cuda(x4), _cuda(b))), xpconv.bias_add(x4, b).astype(np.float64), dtype
+    with _no_sync():
+        y = xpconv.dense(_cuda(x), _cuda(w), _cuda(b))
+        g_gpu = xpconv.dense_backward(_cuda(go), _cuda(x), _cuda(w))
+        added = xpconv.bias_add(_cuda(x4), _cuda(b))
+        summed = xpconv.bias_backward(_cuda(x4))
+    assert_close(y, xpconv.dense(x, w, b).astype(np.float64), dtype)
+    g_cpu = xpconv.dense_backward(go, x, w)
+    for part in ("input", "weight", "bias"):
+        assert_close(getattr(g_gpu, part), getattr(g_cpu, part).astype(np.float64), dtype, part)
+    assert_close(added, xpconv.bias_add(x4, b).astype(np.float64), dtype)
+    assert_close(summed, xpconv.bias_backward(x4).astype(np.float64), dtype)
+
+
+def test_layers_and_fit_on_cuda():
+    from xpconv.nn import SGD, DigitData, SoftmaxCrossEntropy, book_network, fit
+
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((24, 1, 10, 10))
+    labels = rng.integers(0, 10, size=24)
+    losses = {}
+    for device in ("cpu", "cuda"):
+        model = book_network(10, 10, device=device, dtype="float64", seed=1, dropout=0.0)
+        loss_fn, opt = SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.05, momentum=0.9)
+        x, y = xpconv.to_device(images, device), xpconv.to_device(labels, device)
+        losses[device] = []
+        for _ in range(3):
+            losses[device].append(loss_fn.forward(model.forward(x), y))
+            model.backward(loss_fn.backward())
+            opt.step()
+    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-10)
+    data = DigitData(images[:18].astype(np.float32), labels[:18], images[18:].astype(np.float32), labels[18:], "tiny")
+    history = fit(
+        book_network(10, 10, device="cuda"), data, device="cuda", batch_size=6, progress=False, log=lambda s: None
     )
-    assert_close(xpconv.to_numpy(xpconv.bias_backward(_cuda(x4))), xpconv.bias_backward(x4).astype(np.float64), dtype)
+    assert np.isfinite(history[0].loss)
 
 
 def test_check_command_on_cuda():
     from xpconv.tools.check import run_check
 
-    rows = run_check("cuda")
+    rows = run_check("cuda", dtypes=("float16", "float32", "float64"))
     assert all(r.ok for r in rows), [r for r in rows if not r.ok]

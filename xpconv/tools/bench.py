@@ -12,6 +12,7 @@ slow moment of a shared machine does not skew every row.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import statistics
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .._backend import array_namespace, namespace_for, to_device, to_numpy
+from .._backend import array_namespace, namespace_for, parse_device, to_device, to_numpy
 from .._geometry import ConvGeometry, conv_geometry
 from .._parallel import workers_for
 from ..bias import bias_add, bias_backward
@@ -109,12 +110,20 @@ def expected_seconds(names, min_seconds: float, with_torch: bool, book: str) -> 
     return total
 
 
+def on_device(device: str):
+    """A context in which ``device`` is current (CuPy launches kernels on the current device)."""
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        return contextlib.nullcontext()
+    return namespace_for(device).cuda.Device(index)
+
+
 def synchronizer(device: str):
     """A function that waits for the device to finish (a no-op on the CPU)."""
-    xp = namespace_for(device)
-    if xp is np:
+    kind, index = parse_device(device)
+    if kind == "cpu":
         return lambda: None
-    return xp.cuda.Device().synchronize
+    return namespace_for(device).cuda.Device(index).synchronize
 
 
 def median_time(fn, sync=lambda: None, *, min_repeats=5, min_seconds=0.5, max_repeats=200, warmup=1) -> float:
@@ -151,7 +160,8 @@ def matmul_gflops(device="cpu", dtype="float32", size=2048) -> float:
     """GFLOP/s of one large square matmul: the machine's practical ceiling."""
     xp = namespace_for(device)
     a = to_device(np.random.default_rng(0).standard_normal((size, size)).astype(dtype), device)
-    return 2.0 * size**3 / median_time(lambda: xp.matmul(a, a), synchronizer(device)) / 1e9
+    with on_device(device):
+        return 2.0 * size**3 / median_time(lambda: xp.matmul(a, a), synchronizer(device)) / 1e9
 
 
 @dataclass
@@ -218,13 +228,16 @@ def torch_available() -> bool:
     return True
 
 
-def torch_op(op: str, shape: ConvShape, x, w, b, go):
-    """PyTorch's conv2d (autograd's own backward kernel), or ``None`` without torch."""
+def torch_op(op: str, shape: ConvShape, x, w, b, go, device="cpu"):
+    """PyTorch's conv2d (autograd's own backward kernel; cuDNN on CUDA) on copies of the same
+    inputs on the same device, or ``None`` without torch."""
     if not torch_available():
         return None
     import torch
 
-    tx, tw, tb, tgo = (torch.from_numpy(to_numpy(a)) for a in (x, w, b, go))
+    kind, index = parse_device(device)
+    where = "cpu" if kind == "cpu" else f"cuda:{index}"
+    tx, tw, tb, tgo = (torch.from_numpy(to_numpy(a)).to(where) for a in (x, w, b, go))
     s, p, g = shape.stride, shape.padding, shape.groups
 
     def forward():
@@ -241,6 +254,14 @@ def torch_op(op: str, shape: ConvShape, x, w, b, go):
         torch.nn.functional.conv2d(xg, wg, bg, stride=s, padding=p, groups=g).backward(tgo)
 
     return {"conv2d-forward": forward, "conv2d-backward": backward, "conv2d-train-step": train_step}[op]
+
+
+def set_torch_tf32(enabled: bool) -> None:
+    """Let PyTorch's cuDNN convolutions and matmuls use TF32 tensor cores (Ampere and newer), or not."""
+    import torch
+
+    torch.backends.cudnn.allow_tf32 = enabled
+    torch.backends.cuda.matmul.allow_tf32 = enabled
 
 
 def dense_inputs(n, fin, fout, device="cpu", dtype="float32", seed=0):
@@ -313,6 +334,11 @@ def run(
     ``mnist``, ``"none"`` never.  Each conv shape is first checked against the float64
     reference; a wrong kernel stops the run with ``RuntimeError``.
     """
+    with on_device(device):
+        return _run(device, dtype, shapes, book=book, torch=torch, min_seconds=min_seconds, log=log)
+
+
+def _run(device, dtype, shapes, *, book, torch, min_seconds, log) -> BenchRun:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     names = list(shapes or QUICK_SHAPES)
     parse_shapes(",".join(names))  # unknown names: ValueError before anything is timed
@@ -320,7 +346,7 @@ def run(
     conv_names = [s for s in names if s in CONV_SHAPES]
     other_names = [s for s in names if s not in CONV_SHAPES]
     total = 3 * len(conv_names) + len(other_names)
-    with_torch = torch and device == "cpu" and torch_available()
+    with_torch = torch and torch_available()
     ceiling = Ceiling()
     ceiling.samples.append(matmul_gflops(device, dtype))
     log(f"ceiling measured: {ceiling.samples[-1]:.0f} GFLOP/s")

@@ -100,13 +100,21 @@ def cmd_bench(args) -> int:
         require_matplotlib()
     namespace_for(args.device)
     book = "none" if args.no_book else ("all" if args.full else "smallest")
-    with_torch = args.device.startswith("cpu") and bench.torch_available()
+    with_torch = bench.torch_available()
+    if args.tf32 is not None and with_torch:
+        bench.set_torch_tf32(args.tf32 == "on")
     seconds = bench.expected_seconds(names, args.min_seconds, with_torch, book)
-    what = "every standard shape (--full)" if args.full or args.shapes else "the quick set (--full: every shape)"
+    if args.shapes:
+        what = "the shapes asked for"
+    else:
+        what = "every standard shape (--full)" if args.full else "the quick set (--full: every shape)"
     print(f"xpconv bench --device {args.device} --dtype {args.dtype}: {what}: {', '.join(names)}")
     print(f"expected duration: about {seconds:.0f} s on 2 cores; progress on stderr")
-    if args.device.startswith("cpu") and not with_torch:
+    if not with_torch:
         print('PyTorch is not installed, so there is no "vs torch" column: pip install -e ".[bench]" adds it')
+    elif not args.device.startswith("cpu"):
+        tf32 = {"on": "on", "off": "off", None: "PyTorch's default"}[args.tf32]
+        print(f"PyTorch runs cuDNN on the same GPU (TF32 {tf32})")
     print(f"xpconv uses {bench.cpu_threads()} CPU worker thread(s)")
     start = time.perf_counter()
     run = bench.run(args.device, args.dtype, names, book=book, min_seconds=args.min_seconds)
@@ -183,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bench.add_argument("--plot", metavar="FILE.png", help="also draw GFLOP/s per shape (needs matplotlib)")
     bench.add_argument("--no-book", action="store_true", help="skip the (slow) book baseline")
+    bench.add_argument("--tf32", choices=["on", "off"], help="let PyTorch's cuDNN use TF32 (CUDA only)")
     bench.add_argument("--min-seconds", type=_non_negative_float, default=0.5,
                        help="time each op for at least this long (default 0.5)")  # fmt: skip
     bench.set_defaults(func=cmd_bench)

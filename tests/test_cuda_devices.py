@@ -1,0 +1,137 @@
+"""Every kernel, layer and command on ``cuda`` and ``cuda:1`` of the strict CuPy stand-in:
+results equal to the CPU's within the dtype tolerances, outputs on the inputs' device, no host
+synchronisation inside the kernels, one random generator per Dropout layer."""
+
+import numpy as np
+import pytest
+
+import xpconv
+from xpconv.tools.cli import main
+
+import fake_cupy
+from cases import CONFIGS, assert_close, digit_like, make_case, random_array, write_pair
+
+DEVICES = ["cuda", "cuda:1"]
+DTYPES = [np.float16, np.float32, np.float64]
+
+
+def _on(device):
+    return lambda a: xpconv.to_device(a, device)
+
+
+def _assert_on(arrays, device):
+    expected = xpconv.to_device(np.zeros(1), device).device.id
+    for a in arrays:
+        if a is not None:
+            assert isinstance(a, fake_cupy.ndarray) and a.device.id == expected, (a.device, device)
+
+
+def _same_as_cpu(actual, cpu, dtype, what):
+    assert_close(actual, cpu.astype(np.float64), dtype, what)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("cfg", CONFIGS[::3])
+@pytest.mark.parametrize("workspace", [None, 1])  # 1 byte: one sample per chunk
+def test_conv2d_on_device_equals_cpu(fake_cupy_module, rng, cfg, device, dtype, workspace):
+    to = _on(device)
+    x, wt, b, kw = make_case(rng, cfg, dtype)
+    y_cpu = xpconv.conv2d(x, wt, b, **kw, workspace_bytes=workspace)
+    go = random_array(rng, y_cpu.shape, dtype)
+    g_cpu = xpconv.conv2d_backward(go, x, wt, **kw, workspace_bytes=workspace)
+    xd, wd, bd, god = map(to, (x, wt, b, go))
+    fake_cupy.reset_counters()
+    y = xpconv.conv2d(xd, wd, bd, **kw, workspace_bytes=workspace)
+    grads = xpconv.conv2d_backward(god, xd, wd, **kw, workspace_bytes=workspace)
+    assert fake_cupy.counters["host_syncs"] == 0
+    _assert_on([y, *grads], device)
+    _same_as_cpu(y, y_cpu, dtype, "forward")
+    for part in ("input", "weight", "bias"):
+        _same_as_cpu(getattr(grads, part), getattr(g_cpu, part), dtype, part)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("device", DEVICES)
+def test_dense_and_bias_on_device_equal_cpu(fake_cupy_module, rng, device, dtype):
+    to = _on(device)
+    x, w, b, go = (random_array(rng, s, dtype) for s in [(6, 9), (4, 9), (4,), (6, 4)])
+    x4 = random_array(rng, (3, 4, 5, 2), dtype)
+    fake_cupy.reset_counters()
+    y = xpconv.dense(to(x), to(w), to(b))
+    grads = xpconv.dense_backward(to(go), to(x), to(w))
+    added = xpconv.bias_add(to(x4), to(b))
+    summed = xpconv.bias_backward(to(x4))
+    assert fake_cupy.counters["host_syncs"] == 0
+    _assert_on([y, *grads, added, summed], device)
+    _same_as_cpu(y, xpconv.dense(x, w, b), dtype, "dense")
+    for part in ("input", "weight", "bias"):
+        _same_as_cpu(getattr(grads, part), getattr(xpconv.dense_backward(go, x, w), part), dtype, part)
+    _same_as_cpu(added, xpconv.bias_add(x4, b), dtype, "bias_add")
+    _same_as_cpu(summed, xpconv.bias_backward(x4), dtype, "bias_backward")
+
+
+def test_operands_on_two_devices_are_refused(fake_cupy_module, rng):
+    x = xpconv.to_device(random_array(rng, (1, 2, 5, 5)), "cuda:1")
+    w = xpconv.to_device(random_array(rng, (3, 2, 3, 3)), "cuda:0")
+    with pytest.raises(ValueError, match=r"different devices \['cuda:0', 'cuda:1'\]"):
+        xpconv.conv2d(x, w)
+
+
+def _book_losses(device, steps=3):
+    from xpconv.nn import SGD, SoftmaxCrossEntropy, book_network
+
+    rng = np.random.default_rng(5)
+    images = rng.standard_normal((12, 1, 10, 10)).astype(np.float64)
+    labels = rng.integers(0, 10, size=12)
+    model = book_network(10, 10, device=device, dtype="float64", seed=3, dropout=0.0)
+    loss_fn, opt = SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x, y = xpconv.to_device(images, device), xpconv.to_device(labels, device)
+    losses = []
+    for _ in range(steps):
+        losses.append(loss_fn.forward(model.forward(x), y))
+        model.backward(loss_fn.backward())
+        opt.step()
+    if device != "cpu":
+        _assert_on([p.value for p in model.parameters()], device)
+    return losses
+
+
+def test_training_steps_on_cuda_1_give_the_cpu_losses(fake_cupy_module):
+    np.testing.assert_allclose(_book_losses("cuda:1"), _book_losses("cpu"), rtol=1e-12)
+
+
+def test_dropout_builds_one_generator_per_device(fake_cupy_module, rng):
+    from xpconv.nn import Dropout
+
+    layer = Dropout(0.3, seed=0)
+    fake_cupy.reset_counters()
+    for device in ("cuda:1", "cuda:1", "cuda:1", "cuda:0", "cuda:0"):
+        y = layer.forward(xpconv.to_device(random_array(rng, (4, 5)), device))
+        _assert_on([y, layer.backward(y)], device)
+    assert fake_cupy.counters["rng_constructions"] == 2
+
+
+def test_check_command_on_cuda_1(fake_cupy_module, capsys):
+    assert main(["check", "--device", "cuda:1", "--dtype", "float32"]) == 0
+    assert "FAIL" not in capsys.readouterr().out
+
+
+def test_bench_command_on_cuda_1(fake_cupy_module, capsys):
+    assert main(["bench", "--device", "cuda:1", "--shapes", "mnist", "--min-seconds", "0", "--no-book"]) == 0
+    out = capsys.readouterr().out
+    assert "conv2d-train-step  mnist" in out
+
+
+def test_train_command_on_cuda_1(fake_cupy_module, tmp_path, capsys):
+    write_pair(tmp_path, "t10k", *digit_like(np.random.default_rng(0), 120))
+    argv = ["train", "--data", str(tmp_path), "--train-count", "90", "--device", "cuda:1", "--lr", "0.01", "--quiet"]
+    assert main(argv) == 0
+    assert "on cuda:1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["check"], ["bench", "--shapes", "mnist"], ["train"]])
+def test_missing_gpu_is_one_line(fake_cupy_module, capsys, command):
+    assert main([*command, "--device", "cuda:5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'cuda:5' does not exist: 2 CUDA device(s) visible" in err[0]

@@ -1,0 +1,46 @@
+"""``benchmarks/gpu_check.sh`` runs end to end on the CPU (PyTorch's CPU conv in place of cuDNN),
+so that its plumbing is proven before a GPU ever sees it."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils' timeout")
+def test_gpu_check_script_runs_on_cpu(tmp_path):
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path),
+        "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+    }
+    env.pop("XPCONV_DEVICE", None)
+    argv = [
+        "bash",
+        str(ROOT / "benchmarks" / "gpu_check.sh"),
+        "--device",
+        "cpu",
+        "--shapes",
+        "mnist",
+        "--min-seconds",
+        "0",
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = (tmp_path / "gpu_check.log").read_text()
+    assert "== done; failed steps: 0" in log
+    assert "78 of 78 checks within tolerance" in log
+    assert (tmp_path / "bench-float32-tf32off.json").exists()
+    assert "== ratios:" in log and "xpconv throughput / PyTorch throughput" in log
+
+
+def test_gpu_check_script_rejects_unknown_options(tmp_path):
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--nope"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "unknown option --nope" in result.stderr
