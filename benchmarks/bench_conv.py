@@ -3,6 +3,7 @@ approach and PyTorch's CPU conv2d (when torch is installed)."""
 
 import pytest
 
+from xpconv.conv import choose_algorithm, winograd_applies
 from xpconv.tools.bench import CONV_SHAPES, PASSES, book_op, conv_inputs, conv_op, torch_op
 
 from support import DEVICE_DTYPES, run
@@ -10,13 +11,19 @@ from support import DEVICE_DTYPES, run
 OPS = list(PASSES)
 
 
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("shape", list(CONV_SHAPES))
 @pytest.mark.parametrize(("device", "dtype"), DEVICE_DTYPES)
-def test_xpconv(benchmark, op, shape, device, dtype):
-    benchmark.group = op
+def test_xpconv(benchmark, op, shape, device, dtype, algorithm):
+    """Each algorithm that applies; extra_info says which one algorithm="auto" would choose."""
     s = CONV_SHAPES[shape]
-    run(benchmark, conv_op(op, s, *conv_inputs(s, device, dtype)), device, PASSES[op] * s.flops())
+    if algorithm == "winograd" and not winograd_applies(s.geometry()):
+        pytest.skip("Winograd needs a 3x3 kernel, stride 1, dilation 1, groups 1")
+    benchmark.group = op
+    benchmark.extra_info["algorithm"] = algorithm
+    benchmark.extra_info["auto_chooses"] = choose_algorithm("auto", s.geometry())
+    run(benchmark, conv_op(op, s, *conv_inputs(s, device, dtype), algorithm=algorithm), device, PASSES[op] * s.flops())
 
 
 @pytest.mark.parametrize("op", OPS)

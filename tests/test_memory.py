@@ -37,21 +37,24 @@ def peak_extra_bytes(n, c=16, hw=32, o=16, k=3, workspace_bytes=None, **kw):
     return result["extra"]
 
 
-@pytest.mark.parametrize("o", [16, 32])  # o=16: stride-1 flipped-kernel input gradient; o=32: col2im
-def test_peak_memory_under_default_limit_and_flat_in_batch(o):
+# o=16: stride-1 flipped-kernel input gradient; o=32: col2im; Winograd's tiles and transforms
+@pytest.mark.parametrize(("o", "algorithm"), [(16, "im2col"), (32, "im2col"), (16, "winograd")])
+def test_peak_memory_under_default_limit_and_flat_in_batch(o, algorithm):
     n = 160
     unchunked_patches = n * 16 * 9 * 32 * 32 * 4
     assert unchunked_patches > DEFAULT_WORKSPACE_BYTES  # 94 MiB of patches without chunking
-    small, large = peak_extra_bytes(n // 4, o=o), peak_extra_bytes(n, o=o)
+    small = peak_extra_bytes(n // 4, o=o, algorithm=algorithm)
+    large = peak_extra_bytes(n, o=o, algorithm=algorithm)
     assert large < DEFAULT_WORKSPACE_BYTES
     assert large < 1.1 * small + MiB  # does not grow with the batch
 
 
-def test_user_workspace_limit_is_respected():
-    per_sample_patches = 16 * 9 * 32 * 32 * 4  # 0.56 MiB
-    extra = peak_extra_bytes(64, workspace_bytes=2 * MiB)
-    assert extra < 2 * MiB + per_sample_patches
-    assert peak_extra_bytes(64, workspace_bytes=1) < 6 * per_sample_patches  # one sample at a time
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
+def test_user_workspace_limit_is_respected(algorithm):
+    per_sample_patches = 16 * 9 * 32 * 32 * 4  # 0.56 MiB (Winograd's tiles and transforms: 0.85 MiB)
+    extra = peak_extra_bytes(64, workspace_bytes=2 * MiB, algorithm=algorithm)
+    assert extra < 2 * MiB + 2 * per_sample_patches
+    assert peak_extra_bytes(64, workspace_bytes=1, algorithm=algorithm) < 6 * per_sample_patches  # one sample at a time
 
 
 def test_scratch_of_finished_threads_is_freed(monkeypatch):

@@ -97,13 +97,19 @@ def workers_for(xp) -> int:
     return cpu_workers()
 
 
-def map_chunks(xp, fn, chunks) -> list:
-    """``[fn(chunk) for chunk in chunks]``, on ``workers_for(xp)`` threads when above one."""
+def map_chunks(xp, fn, chunks, consume=None) -> None:
+    """``fn(chunk)`` for every chunk, on ``workers_for(xp)`` threads when above one; each result
+    is handed to ``consume`` in chunk order as soon as it and those before it are done, so that
+    sums over chunks do not depend on thread timing and results are not all held at once."""
     workers = workers_for(xp)
+    consume = consume or (lambda result: None)
     if workers <= 1 or len(chunks) <= 1:
-        return [fn(chunk) for chunk in chunks]
+        for chunk in chunks:
+            consume(fn(chunk))
+        return
     with _controller().limit(limits=1, user_api="blas"):
-        return list(_pool(workers).map(fn, chunks))
+        for result in _pool(workers).map(fn, chunks):
+            consume(result)
 
 
 def reset() -> None:

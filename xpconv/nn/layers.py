@@ -15,7 +15,7 @@ import numpy as np
 
 from .._backend import array_namespace, device_of, device_scope, is_array, resolve_device, to_device
 from .._types import Array, Device, Gradients
-from ..conv import conv2d, conv2d_backward
+from ..conv import ALGORITHMS, conv2d, conv2d_backward
 from ..dense import dense, dense_backward
 
 __all__ = ["Conv2D", "Dense", "Dropout", "Flatten", "Layer", "Parameter", "ReLU", "Sequential", "Tanh"]
@@ -117,12 +117,15 @@ class Conv2D(_ParameterLayer):
         device: Device | None = None,
         dtype="float32",
         seed=None,
+        algorithm: str = "auto",
     ):
         super().__init__(device, dtype, seed)
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
-        self.hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
+        self.hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, algorithm=algorithm)
         cg, og = in_channels // groups, out_channels // groups
         self.weight = self._init((out_channels, cg, kh, kw), cg * kh * kw, og * kh * kw, "weight")
         self.bias = self._zeros(out_channels, "bias") if bias else None

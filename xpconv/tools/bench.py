@@ -26,7 +26,7 @@ from .._backend import array_namespace, namespace_for, parse_device, to_device, 
 from .._geometry import ConvGeometry, conv_geometry
 from .._parallel import workers_for
 from ..bias import bias_add, bias_backward
-from ..conv import conv2d, conv2d_backward
+from ..conv import choose_algorithm, conv2d, conv2d_backward
 from ..dense import dense, dense_backward
 from .book import book_conv2d, book_conv2d_weight_grad
 from .check import TOLERANCE, conv_errors
@@ -198,9 +198,9 @@ def conv_inputs(shape: ConvShape, device="cpu", dtype="float32", seed=0, n=None)
     return [to_device(a.astype(dtype), device) for a in host]
 
 
-def conv_op(op: str, shape: ConvShape, x, w, b, go):
+def conv_op(op: str, shape: ConvShape, x, w, b, go, algorithm: str = "auto"):
     """The xpconv call that benchmark ``op`` times."""
-    kw = shape.kwargs
+    kw = {**shape.kwargs, "algorithm": algorithm}
     if op == "conv2d-forward":
         return lambda: conv2d(x, w, b, **kw)
     if op == "conv2d-backward":
@@ -301,6 +301,7 @@ class Result:
     torch_gflops: float | None = None
     book_gflops: float | None = None
     error: float | None = None
+    algorithm: str = ""
 
     @property
     def torch_ratio(self) -> float | None:
@@ -363,6 +364,7 @@ def _run(device, dtype, shapes, *, book, torch, min_seconds, log) -> BenchRun:
             ceiling.samples.append(matmul_gflops(device, dtype))
         inputs = conv_inputs(shape, device, dtype)
         host_inputs = [to_numpy(a) for a in inputs]
+        algorithm = choose_algorithm("auto", shape.geometry())
         flops1 = shape.flops()
         for op in CONV_OPS:
             step += 1
@@ -375,7 +377,7 @@ def _run(device, dtype, shapes, *, book, torch, min_seconds, log) -> BenchRun:
                 )
             else:
                 seconds, torch_seconds = median_time(fn, sync, min_seconds=min_seconds), None
-            row = Result(op, name, seconds * 1e3, flops / seconds / 1e9, error=error)
+            row = Result(op, name, seconds * 1e3, flops / seconds / 1e9, error=error, algorithm=algorithm)
             if torch_seconds:
                 row.torch_gflops = flops / torch_seconds / 1e9
             if book == "all" or (book == "smallest" and name == "mnist"):
@@ -412,7 +414,7 @@ def _run(device, dtype, shapes, *, book, torch, min_seconds, log) -> BenchRun:
 
 def format_table(results: list[Result], ceiling: float) -> str:
     header = (
-        f"{'op':<18} {'shape':<11} {'median ms':>10} {'GFLOP/s':>8} {'% ceiling':>9} "
+        f"{'op':<18} {'shape':<11} {'algorithm':<9} {'median ms':>10} {'GFLOP/s':>8} {'% ceiling':>9} "
         f"{'torch GF/s':>10} {'vs torch':>9} {'x book':>7}"
     )
     lines = [header, "-" * len(header)]
@@ -421,7 +423,7 @@ def format_table(results: list[Result], ceiling: float) -> str:
         torch = f"{r.torch_ratio:8.2f}x" if r.torch_ratio else f"{'':>9}"
         book = f"{r.book_speedup:7.0f}" if r.book_speedup else f"{'':>7}"
         lines.append(
-            f"{r.op:<18} {r.shape:<11} {r.median_ms:10.2f} {r.gflops:8.1f} {100 * r.gflops / ceiling:8.0f}% "
+            f"{r.op:<18} {r.shape:<11} {r.algorithm:<9} {r.median_ms:10.2f} {r.gflops:8.1f} {100 * r.gflops / ceiling:8.0f}% "
             f"{torch_gf} {torch} {book}"
         )
     ratios = [r.torch_ratio for r in results if r.op == "conv2d-train-step" and r.torch_ratio]

@@ -122,8 +122,10 @@ def cmd_bench(args) -> int:
         print(f"check {line}")
     print(run.ceiling.describe(args.dtype))
     print(
-        "GFLOP/s count the direct convolution's multiply-adds x2 per pass (backward = 2 passes, train step = 3); "
-        "'vs torch' = PyTorch time / xpconv time (> 1: xpconv faster); 'x book' = over the book's per-pixel loop"
+        "GFLOP/s count the direct convolution's multiply-adds x2 per pass (backward = 2 passes, train step = 3), "
+        "whatever the algorithm: winograd rows do 4x fewer multiplications, so they may exceed 100% of the "
+        "ceiling; algorithm = what algorithm='auto' chose; 'vs torch' = PyTorch time / xpconv time "
+        "(> 1: xpconv faster); 'x book' = over the book's per-pixel loop"
     )
     print(bench.format_table(run.results, run.ceiling.median))
     print(f"took {time.perf_counter() - start:.0f} s")
