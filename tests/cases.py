@@ -101,6 +101,28 @@ def check_against_oracle(rng, cfg, dtype, to=lambda a: a, **extra):
     assert_close(grads.bias, db, dtype, "grad bias")
 
 
+def check_finite_differences(rng, cfg, **extra):
+    """Central differences of L = sum(go * conv2d(x, w, b)) at random entries of x, w, b, in
+    float64, against conv2d_backward (``extra``: e.g. ``algorithm=``)."""
+    x, wt, b, kw = make_case(rng, cfg, np.float64)
+    kw.update(extra)
+    go = random_array(rng, xpconv.conv2d(x, wt, b, **kw).shape)
+    grads = xpconv.conv2d_backward(go, x, wt, **kw)
+
+    def loss(x_, w_, b_):
+        return float(np.sum(go * xpconv.conv2d(x_, w_, b_, **kw)))
+
+    eps = 1e-6
+    for k, (arr, grad) in enumerate([(x, grads.input), (wt, grads.weight), (b, grads.bias)]):
+        for flat in rng.choice(arr.size, size=min(arr.size, 8), replace=False):
+            idx = np.unravel_index(flat, arr.shape)
+            plus, minus = [a.copy() for a in (x, wt, b)], [a.copy() for a in (x, wt, b)]
+            plus[k][idx] += eps
+            minus[k][idx] -= eps
+            numeric = (loss(*plus) - loss(*minus)) / (2 * eps)
+            assert abs(numeric - grad[idx]) <= 1e-6 * max(1.0, abs(numeric)), (k, idx, numeric, grad[idx])
+
+
 # --- MNIST-format files the tests write ---------------------------------------------------
 
 

@@ -8,7 +8,15 @@ from hypothesis import strategies as st
 import xpconv
 
 import oracle
-from cases import CONFIGS, assert_close, check_against_oracle, make_case, random_array, resolve
+from cases import (
+    CONFIGS,
+    assert_close,
+    check_against_oracle,
+    check_finite_differences,
+    make_case,
+    random_array,
+    resolve,
+)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
@@ -19,23 +27,7 @@ def test_conv2d_matches_oracle(rng, cfg, dtype):
 
 @pytest.mark.parametrize("cfg", CONFIGS[:4] + CONFIGS[7:9])
 def test_conv2d_finite_differences(rng, cfg):
-    """Central differences of L = sum(go * conv2d(x, w, b)) at random entries of x, w, b."""
-    x, wt, b, kw = make_case(rng, cfg, np.float64)
-    go = random_array(rng, xpconv.conv2d(x, wt, b, **kw).shape)
-    grads = xpconv.conv2d_backward(go, x, wt, **kw)
-
-    def loss(x_, w_, b_):
-        return float(np.sum(go * xpconv.conv2d(x_, w_, b_, **kw)))
-
-    eps = 1e-6
-    for k, (arr, grad) in enumerate([(x, grads.input), (wt, grads.weight), (b, grads.bias)]):
-        for flat in rng.choice(arr.size, size=min(arr.size, 8), replace=False):
-            idx = np.unravel_index(flat, arr.shape)
-            plus, minus = [a.copy() for a in (x, wt, b)], [a.copy() for a in (x, wt, b)]
-            plus[k][idx] += eps
-            minus[k][idx] -= eps
-            numeric = (loss(*plus) - loss(*minus)) / (2 * eps)
-            assert abs(numeric - grad[idx]) <= 1e-6 * max(1.0, abs(numeric)), (k, idx, numeric, grad[idx])
+    check_finite_differences(rng, cfg)
 
 
 @st.composite

@@ -12,7 +12,7 @@ from xpconv._winograd import matrices
 from xpconv.tools.check import TOLERANCE, relative_error
 from xpconv.tools.reference import reference_conv2d, reference_conv2d_backward
 
-from cases import assert_close, check_against_oracle, make_case, random_array
+from cases import assert_close, check_against_oracle, check_finite_differences, random_array
 
 # (N, C, H, W, O, 3, 3, stride 1, padding, dilation 1, groups 1): output sizes that are and are not
 # multiples of the 4x4 tile, every padding from none to beyond the kernel, asymmetric padding.
@@ -44,24 +44,7 @@ def test_winograd_matches_oracle_chunked(rng, cfg):
 @pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
 @pytest.mark.parametrize("cfg", WINOGRAD_CONFIGS[1::3])
 def test_finite_differences_per_algorithm(rng, cfg, algorithm):
-    """Central differences of L = sum(go * conv2d(x, w, b)) at random entries of x, w, b."""
-    x, wt, b, kw = make_case(rng, cfg, np.float64)
-    kw["algorithm"] = algorithm
-    go = random_array(rng, xpconv.conv2d(x, wt, b, **kw).shape)
-    grads = xpconv.conv2d_backward(go, x, wt, **kw)
-
-    def loss(x_, w_, b_):
-        return float(np.sum(go * xpconv.conv2d(x_, w_, b_, **kw)))
-
-    eps = 1e-6
-    for k, (arr, grad) in enumerate([(x, grads.input), (wt, grads.weight), (b, grads.bias)]):
-        for flat in rng.choice(arr.size, size=min(arr.size, 8), replace=False):
-            idx = np.unravel_index(flat, arr.shape)
-            plus, minus = [a.copy() for a in (x, wt, b)], [a.copy() for a in (x, wt, b)]
-            plus[k][idx] += eps
-            minus[k][idx] -= eps
-            numeric = (loss(*plus) - loss(*minus)) / (2 * eps)
-            assert abs(numeric - grad[idx]) <= 1e-6 * max(1.0, abs(numeric)), (k, idx, numeric, grad[idx])
+    check_finite_differences(rng, cfg, algorithm=algorithm)
 
 
 @st.composite
