@@ -149,3 +149,15 @@ def digit_like(rng, n, size=8):
         r, c = divmod(int(label), 2)
         images[k, r * 4 : r * 4 + 4, c * 4 : c * 4 + 4] += 200
     return images.astype(np.uint8), labels.astype(np.uint8)
+
+
+def synthetic_digits(n: int, size: int = 10, seed: int = 11):
+    """A DigitData of ``n`` training and 40 test images (1×size×size, float64), ten classes, each a
+    fixed random template plus noise."""
+    from xpconv.nn import DigitData
+
+    rng = np.random.default_rng(seed)
+    templates = rng.standard_normal((10, 1, size, size))
+    labels = rng.integers(0, 10, size=n + 40)
+    images = templates[labels] + 0.5 * rng.standard_normal((n + 40, 1, size, size))
+    return DigitData(images[:n], labels[:n], images[n:], labels[n:], f"{n} synthetic digits")

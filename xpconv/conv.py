@@ -22,7 +22,7 @@ import numpy as np
 from ._backend import device_scope
 from ._checks import as_positive_int, check_arrays, compute_dtype
 from ._geometry import ConvGeometry, conv_geometry, transposed_geometry
-from ._parallel import map_chunks, workers_for
+from ._parallel import blas_single_threaded, map_chunks, workers_for
 from ._patches import col2im, im2col, pad_input
 from ._types import Array, Gradients
 from ._winograd import (
@@ -178,7 +178,7 @@ def conv2d(
     limit = _workspace_limit(workspace_bytes)
     method = choose_algorithm(algorithm, g)
     acc = compute_dtype(dtype)
-    with device_scope(x):
+    with device_scope(x), blas_single_threaded(xp):
         y = xp.empty(g.output_shape, dtype=acc)
         weight = xp.ascontiguousarray(weight.astype(acc, copy=False))  # small; strided views would keep GEMMs off BLAS
         bias = None if bias is None else bias.astype(acc, copy=False)
@@ -252,7 +252,7 @@ def conv2d_backward(
     limit = _workspace_limit(workspace_bytes)
     method = choose_algorithm(algorithm, g)
     acc = compute_dtype(dtype)
-    with device_scope(x):
+    with device_scope(x), blas_single_threaded(xp):
         grad_x = xp.empty(x.shape, dtype=acc)
         grad_w = xp.zeros(weight.shape, dtype=acc)
         grad_b = xp.zeros(g.o, dtype=acc) if with_bias else None

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._backend import to_device, to_numpy
+from .._backend import device_scope, to_device, to_numpy
+from .._types import Device
 from .data import DigitData
 from .layers import Conv2D, Dense, Dropout, Flatten, Sequential, Tanh
 from .loss import SoftmaxCrossEntropy
@@ -16,16 +17,24 @@ from .optim import SGD
 
 
 def book_network(
-    height: int, width: int, *, device=None, dtype="float32", seed: int = 0, dropout: float = 0.2
+    height: int,
+    width: int,
+    *,
+    device: Device | None = None,
+    dtype="float32",
+    seed: int = 0,
+    dropout: float = 0.2,
+    dropout_seed: int | None = None,
 ) -> Sequential:
     """Conv2D(1→16, 5×5, same) → Tanh → Dropout → Flatten → Dense(16·H·W → 10), Glorot init.
 
-    The book's ``dropout=0.8`` is a keep probability, i.e. ``p = 0.2`` here.
+    The book's ``dropout=0.8`` is a keep probability, i.e. ``p = 0.2`` here.  The dropout masks
+    come from ``dropout_seed`` (default ``seed + 1``; each rank of a distributed run uses its own).
     """
     return Sequential(
         Conv2D(1, 16, 5, padding="same", device=device, dtype=dtype, seed=seed),
         Tanh(),
-        Dropout(dropout, seed=seed + 1),
+        Dropout(dropout, seed=seed + 1 if dropout_seed is None else dropout_seed),
         Flatten(),
         Dense(16 * height * width, 10, device=device, dtype=dtype, seed=seed + 2),
     )
@@ -62,36 +71,85 @@ class Progress:
         self.stream.flush()
 
 
-def evaluate(model, images, labels, device, batch_size: int = 500) -> float:
-    """Accuracy of ``model`` (in evaluation mode) on host arrays ``images``/``labels``."""
+def evaluate(model, images, labels, device, batch_size: int = 500, communicator=None) -> float:
+    """Accuracy of ``model`` (in evaluation mode) on host arrays ``images``/``labels``; with a
+    communicator each rank evaluates its share and the counts are summed, so every rank reports
+    the same accuracy."""
     model.eval()
+    if communicator is not None:
+        images, labels = (np.array_split(a, communicator.size)[communicator.rank] for a in (images, labels))
     correct = 0
     for start in range(0, len(images), batch_size):
         logits = model.forward(to_device(images[start : start + batch_size], device))
         correct += int((to_numpy(logits).argmax(axis=1) == labels[start : start + batch_size]).sum())
-    return correct / max(len(images), 1)
+    count = len(images)
+    if communicator is not None:
+        correct, count = communicator.sum(correct, count)
+    return correct / max(count, 1)
+
+
+def describe_run(model, data: DigitData, **settings) -> dict:
+    """What every rank of a distributed run must agree on: settings, parameter shapes and dtypes, data sizes."""
+    shapes = [(p.name, tuple(p.value.shape), str(p.value.dtype)) for p in model.parameters()]
+    sizes = {"train images": data.train_images.shape, "test images": data.test_images.shape}
+    return {**settings, "parameters": shapes, **sizes}
 
 
 def fit(
-    model, data: DigitData, *, device, epochs=1, batch_size=60, lr=0.1, momentum=0.9, seed=0, progress=True, log=print
+    model,
+    data: DigitData,
+    *,
+    device: Device,
+    epochs: int = 1,
+    batch_size: int = 60,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    seed: int = 0,
+    progress: bool = True,
+    log=print,
+    communicator=None,
 ) -> list[EpochStats]:
-    """Train with softmax cross-entropy and SGD with momentum; one line of stats per epoch."""
+    """Train with softmax cross-entropy and SGD with momentum; one line of stats per epoch.
+
+    With a :class:`~xpconv.nn.distributed.Communicator`, ``batch_size`` is the global batch:
+    every rank draws the same shuffled order, takes its slice of each batch, and the gradients are
+    averaged over the ranks weighted by slice size, so the run takes the same steps as one process
+    would; rank 0 alone shows progress and logs, with the total images per second.
+    """
     loss_fn = SoftmaxCrossEntropy()
-    optimizer = SGD(model.parameters(), lr=lr, momentum=momentum)
+    parameters = model.parameters()
+    optimizer = SGD(parameters, lr=lr, momentum=momentum)
     rng = np.random.default_rng(seed)
     n = len(data.train_labels)
+    lead = communicator is None or communicator.rank == 0
+    if communicator is not None:
+        settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, seed=seed)
+        communicator.check_consistent(describe_run(model, data, **settings))
+        communicator.broadcast_parameters(parameters)
     history = []
     for epoch in range(1, epochs + 1):
         model.train()
         order = rng.permutation(n)
-        bar = Progress(n, f"epoch {epoch}/{epochs}") if progress else None
+        bar = Progress(n, f"epoch {epoch}/{epochs}") if progress and lead else None
         start, total_loss, batches = time.perf_counter(), 0.0, 0
         for first in range(0, n, batch_size):
             idx = order[first : first + batch_size]
-            x = to_device(data.train_images[idx], device)
-            y = to_device(data.train_labels[idx], device)
-            total_loss += loss_fn.forward(model.forward(x), y)
-            model.backward(loss_fn.backward())
+            share = 1.0
+            if communicator is not None:
+                idx, share = communicator.shard(idx)
+            if len(idx):
+                x = to_device(data.train_images[idx], device)
+                y = to_device(data.train_labels[idx], device)
+                loss = loss_fn.forward(model.forward(x), y)
+                model.backward(loss_fn.backward())
+            else:  # more ranks than samples in this batch: this rank contributes nothing
+                loss = 0.0
+                for p in parameters:
+                    with device_scope(p.value):
+                        p.grad = p.value * 0
+            if communicator is not None:
+                loss = communicator.allreduce_gradients(parameters, share, loss)
+            total_loss += loss
             optimizer.step()
             batches += 1
             if bar and (batches % 10 == 0 or first + batch_size >= n):
@@ -99,11 +157,13 @@ def fit(
         seconds = time.perf_counter() - start
         if bar:
             bar.close()
-        accuracy = evaluate(model, data.test_images, data.test_labels, device)
+        accuracy = evaluate(model, data.test_images, data.test_labels, device, communicator=communicator)
         stats = EpochStats(epoch, total_loss / max(batches, 1), accuracy, seconds, n / seconds)
         history.append(stats)
-        log(
-            f"epoch {epoch}: loss {stats.loss:.4f}  test accuracy {100 * accuracy:.2f}%  "
-            f"{seconds:.1f} s  {stats.images_per_second:,.0f} images/s"
-        )
+        if lead:
+            ranks = "" if communicator is None else f" ({communicator.size} process{'es' * (communicator.size > 1)})"
+            log(
+                f"epoch {epoch}: loss {stats.loss:.4f}  test accuracy {100 * accuracy:.2f}%  "
+                f"{seconds:.1f} s  {stats.images_per_second:,.0f} images/s{ranks}"
+            )
     return history

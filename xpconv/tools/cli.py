@@ -57,21 +57,54 @@ def cmd_train(args) -> int:
     from ..nn.data import load_mnist, load_sklearn_digits
     from ..nn.fit import book_network, fit
 
+    communicator = None
+    if args.distributed:
+        from ..nn.distributed import Communicator
+
+        communicator = Communicator()  # without mpi4py: one line naming the extra, exit 2
+    rank = 0 if communicator is None else communicator.rank
+    say = print if rank == 0 else (lambda *a, **k: None)
     device = resolve_device(args.device)
-    namespace_for(device)  # a missing GPU is one line, before the data is read
-    if args.data:
-        data = load_mnist(args.data, args.train_count, count_name="--train-count")
-    else:
-        data = load_sklearn_digits(seed=args.seed)
-    print(data.description)
+    try:  # set-up errors on any rank are gathered, so that every rank stops with one line
+        namespace_for(device)  # a missing GPU is one line, before the data is read
+        if args.data:
+            data = load_mnist(args.data, args.train_count, count_name="--train-count")
+        else:
+            data = load_sklearn_digits(seed=args.seed)
+        error = None
+    except (DeviceUnavailableError, ValueError, OSError, ModuleNotFoundError) as exc:
+        error = exc
+    if communicator is not None:
+        reports = communicator.comm.allgather(None if error is None else str(error))
+        failed = [(r, e) for r, e in enumerate(reports) if e is not None]
+        if failed:
+            r, e = failed[0]
+            say(f"xpconv train: rank {r} of {communicator.size}: {e}", file=sys.stderr)
+            return 2
+    elif error is not None:
+        raise error
+    say(data.description)
     _, _, h, w = data.train_images.shape
-    model = book_network(h, w, device=device, seed=args.seed)
-    print(
+    model = book_network(h, w, device=device, seed=args.seed, dropout_seed=args.seed + 1 + 1000 * rank)
+    ranks = "" if communicator is None else f"; {communicator.size} processes, global batch {args.batch_size}"
+    say(
         f"network: Conv2D(1->16, 5x5, same) -> Tanh -> Dropout(0.2) -> Flatten -> Dense({16 * h * w}->10) "
-        f"on {device}; SGD lr={args.lr} momentum={args.momentum}, batch {args.batch_size}"
+        f"on {device}; SGD lr={args.lr} momentum={args.momentum}, batch {args.batch_size}{ranks}"
     )
-    fit(model, data, device=device, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        momentum=args.momentum, seed=args.seed, progress=not args.quiet)  # fmt: skip
+    from ..nn.distributed import ConfigurationMismatch, abort_on_error
+
+    try:
+        with abort_on_error(communicator):
+            fit(model, data, device=device, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                momentum=args.momentum, seed=args.seed, progress=not args.quiet and rank == 0,
+                log=say, communicator=communicator)  # fmt: skip
+    except ConfigurationMismatch as exc:  # found by every rank together: rank 0 says it
+        say(f"xpconv train: {exc}", file=sys.stderr)
+        return 2
+    if communicator is not None and rank == 0 and communicator.size > 1:
+        steps = communicator.allreduce_calls
+        share = communicator.allreduce_seconds
+        say(f"all-reduce: {share:.2f} s over {steps} steps on rank 0 ({1e3 * share / max(steps, 1):.2f} ms a step)")
     return 0
 
 
@@ -210,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-count", type=_positive_int, default=8000,
                        help="with only the t10k-* files: how many of them train (default 8000); the rest test")  # fmt: skip
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over MPI: mpiexec -n K xpconv train --distributed ... (needs the mpi extra)")  # fmt: skip
     train.set_defaults(func=cmd_train)
     return parser
 

@@ -1,0 +1,167 @@
+"""Data-parallel training over MPI (mpi4py): the same command on one core, many processes or many machines.
+
+Every process (rank) holds the whole model.  At the start rank 0's parameters are broadcast and
+every rank's configuration is compared with rank 0's; each step, every rank takes its slice of the
+same global batch (the same shuffled order on every rank), computes its gradient, and one
+``Allreduce`` per dtype sums the gradients, packed into one contiguous buffer, each weighted by its
+slice's share of the global batch — so the averaged gradient is the single-process gradient of the
+whole batch, up to summation order — and every rank takes the same optimizer step.
+
+CuPy arrays are staged through host memory (correct with any MPI; CUDA-aware MPI or NCCL would
+avoid the copies but cannot be proven here without a GPU).
+
+A failure on one rank must never leave the others waiting in a collective: :func:`abort_on_error`
+turns an exception on any rank into ``MPI_Abort``, which ends the whole job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import numpy as np
+
+from .._backend import device_of, device_scope, to_device, to_numpy
+from .._types import Array
+from .layers import Parameter
+
+MPI_HINT = 'pip install -e ".[mpi]"'
+
+
+def import_mpi():
+    """mpi4py's ``MPI`` module, or ``ModuleNotFoundError`` naming the extra that brings it."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise ModuleNotFoundError(f"--distributed needs mpi4py and an MPI library: {MPI_HINT}") from None
+    return MPI
+
+
+class ConfigurationMismatch(ValueError):
+    """Ranks were started with different models, hyperparameters or data."""
+
+
+class Communicator:
+    """The ranks of one data-parallel job, on an mpi4py communicator (default ``COMM_WORLD``)."""
+
+    def __init__(self, comm=None):
+        mpi = import_mpi()
+        self.mpi = mpi
+        self.comm = mpi.COMM_WORLD if comm is None else comm
+        self.rank = self.comm.Get_rank()
+        self.size = self.comm.Get_size()
+        self.allreduce_seconds = 0.0  # time spent in gradient all-reduces, this rank
+        self.allreduce_calls = 0
+
+    # --- setup ----------------------------------------------------------------------------
+
+    def check_consistent(self, description: dict) -> None:
+        """Compare ``description`` (hyperparameters, parameter shapes and dtypes, data sizes) with
+        rank 0's; on any difference every rank raises :class:`ConfigurationMismatch` with one line
+        naming the first rank and key that differ."""
+        reference = self.comm.bcast(description, root=0)
+        differences = [k for k in sorted(set(reference) | set(description)) if reference.get(k) != description.get(k)]
+        mine = None
+        if differences:
+            key = differences[0]
+            mine = f"rank {self.rank} has {key}={description.get(key)!r} but rank 0 has {reference.get(key)!r}"
+        reports = [r for r in self.comm.allgather(mine) if r is not None]
+        if reports:
+            more = f" (and {len(reports) - 1} more rank(s) differ)" if len(reports) > 1 else ""
+            raise ConfigurationMismatch(f"ranks were started differently: {reports[0]}{more}")
+
+    def broadcast_parameters(self, parameters: list[Parameter]) -> None:
+        """Every rank takes rank 0's parameter values (one ``Bcast`` per dtype)."""
+        for group in _by_dtype(parameters):
+            buffer = _pack([p.value for p in group], group[0].value.dtype)
+            self.comm.Bcast(buffer, root=0)
+            _unpack(buffer, group, "value")
+
+    # --- each step ------------------------------------------------------------------------
+
+    def allreduce_gradients(self, parameters: list[Parameter], weight: float, extra: float = 0.0) -> float:
+        """Replace every ``p.grad`` by ``Σ_ranks weight_r · grad_r`` (one ``Allreduce`` per dtype,
+        gradients packed into one contiguous host buffer); also sum ``weight · extra`` across ranks
+        (the loss, carried in the first buffer's last element) and return that sum."""
+        import time
+
+        total = 0.0
+        for k, group in enumerate(_by_dtype(parameters, need_grad=True)):
+            dtype = group[0].grad.dtype
+            buffer = _pack([p.grad for p in group], dtype, extra_slots=1 if k == 0 else 0)
+            buffer *= dtype.type(weight)
+            if k == 0:
+                buffer[-1] = weight * extra
+            start = time.perf_counter()
+            self.comm.Allreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM)
+            self.allreduce_seconds += time.perf_counter() - start
+            self.allreduce_calls += 1
+            if k == 0:
+                total = float(buffer[-1])
+                buffer = buffer[:-1]
+            _unpack(buffer, group, "grad")
+        return total
+
+    def sum(self, *values: float) -> list[float]:
+        """Element-wise sums of a few numbers over the ranks (evaluation counts)."""
+        buffer = np.array(values, dtype=np.float64)
+        self.comm.Allreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM)
+        return buffer.tolist()
+
+    def shard(self, indices: np.ndarray) -> tuple[np.ndarray, float]:
+        """This rank's slice of a global batch (sizes differ by at most one) and its share of it."""
+        part = np.array_split(indices, self.size)[self.rank]
+        return part, len(part) / max(len(indices), 1)
+
+    def abort(self, code: int = 1) -> None:
+        self.comm.Abort(code)
+
+
+@contextlib.contextmanager
+def abort_on_error(communicator: Communicator | None, code: int = 2, stream=None):
+    """Run the body; if it raises on this rank, print one line and ``MPI_Abort`` the whole job,
+    so that no other rank waits forever in a collective.  (Without a communicator, or with one
+    rank, the exception propagates as usual.)"""
+    try:
+        yield
+    except BaseException as exc:
+        if communicator is None or communicator.size == 1 or isinstance(exc, SystemExit | ConfigurationMismatch):
+            raise  # a mismatch is found by every rank together: no rank is left waiting
+        stream = sys.stderr if stream is None else stream
+        stream.write(f"xpconv train: rank {communicator.rank} failed, ending the job: {type(exc).__name__}: {exc}\n")
+        stream.flush()
+        communicator.abort(code)
+
+
+def _by_dtype(parameters: list[Parameter], need_grad: bool = False) -> list[list[Parameter]]:
+    groups: dict[str, list[Parameter]] = {}
+    for p in parameters:
+        array = p.grad if need_grad else p.value
+        if array is None:
+            continue
+        groups.setdefault(np.dtype(array.dtype).name, []).append(p)
+    return list(groups.values())
+
+
+def _pack(arrays: list[Array], dtype, extra_slots: int = 0) -> np.ndarray:
+    """One contiguous host buffer holding ``arrays`` one after another (device arrays are copied
+    to the host: this is the staging of the CuPy path)."""
+    sizes = [int(a.size) for a in arrays]
+    buffer = np.empty(sum(sizes) + extra_slots, dtype=dtype)
+    offset = 0
+    for a, size in zip(arrays, sizes, strict=True):
+        buffer[offset : offset + size] = to_numpy(a).reshape(-1)  # (...) -> (size,)
+        offset += size
+    return buffer
+
+
+def _unpack(buffer: np.ndarray, parameters: list[Parameter], field: str) -> None:
+    """Write the packed ``buffer`` back into each parameter's ``value`` or ``grad``, on its device."""
+    offset = 0
+    for p in parameters:
+        target = getattr(p, field)
+        size = int(target.size)
+        piece = buffer[offset : offset + size].reshape(target.shape)  # (size,) -> parameter's shape
+        offset += size
+        with device_scope(target):
+            target[...] = to_device(piece, device_of(target))  # in place, on the parameter's device
