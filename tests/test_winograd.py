@@ -99,7 +99,8 @@ def test_auto_chooses_by_the_documented_rule(rng):
     assert choice(64, 64, 56) == "winograd"  # resnet
     assert choice(32, 64, 32) == "winograd"  # cifar
     assert choice(16, 16, 28) == "im2col"  # few channels
-    assert choice(128, 128, 14) == "im2col"  # small image
+    assert choice(128, 128, 14) == "winograd"
+    assert choice(256, 256, 7) == "im2col"  # small image
     assert choice(64, 64, 56, k=5) == "im2col"
     assert choice(64, 64, 56, stride=2) == "im2col"
 

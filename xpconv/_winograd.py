@@ -117,23 +117,24 @@ def filter_gradient(xp, grad_transformed, m: int):
 
 
 @functools.lru_cache(maxsize=64)
-def tile_index(width: int, size: int, m: int, th: int, tw: int) -> np.ndarray:
-    """Flat pixel, in an image ``width`` pixels wide, that offset (i, j) of tile (s, t) reads:
-    ``(s·m + i)·width + t·m + j`` for ``size × size`` tiles every ``m`` pixels; shape (size²·th·tw,)
-    ordered (i, j, s, t).  ``size = m + 2`` gathers the overlapping input tiles, ``size = m`` the
-    output-gradient tiles."""
-    i, j, s, t = np.meshgrid(np.arange(size), np.arange(size), np.arange(th), np.arange(tw), indexing="ij")
-    return ((s * m + i) * width + t * m + j).reshape(-1)
+def tile_index(width: int, plane: int, batch: int, size: int, m: int, th: int, tw: int) -> np.ndarray:
+    """Flat pixel, in ``batch`` images of ``plane`` pixels each ``width`` wide, that offset (i, j)
+    of tile (s, t) of image b reads: ``b·plane + (s·m + i)·width + t·m + j``, for ``size × size``
+    tiles every ``m`` pixels; shape (size²·batch·th·tw,) ordered (i, j, b, s, t).  ``size = m + 2``
+    gathers the overlapping input tiles, ``size = m`` the output-gradient tiles."""
+    i, j, b, s, t = np.meshgrid(*(np.arange(k) for k in (size, size, batch, th, tw)), indexing="ij")
+    return (b * plane + (s * m + i) * width + t * m + j).reshape(-1)
 
 
 @functools.lru_cache(maxsize=64)
-def output_tile_index(oh: int, ow: int, m: int, th: int, tw: int) -> np.ndarray:
-    """For each output pixel (row, col), its place in tiles laid out (m, m, th, tw):
-    ``(p·m + q)·th·tw + s·tw + t`` with ``row = s·m + p``, ``col = t·m + q``; shape (oh·ow,)."""
-    row, col = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
+def output_tile_index(oh: int, ow: int, batch: int, m: int, th: int, tw: int) -> np.ndarray:
+    """For each output pixel (b, row, col), its place in tiles laid out (m, m, batch, th, tw):
+    ``((p·m + q)·batch + b)·th·tw + s·tw + t`` with ``row = s·m + p``, ``col = t·m + q``; shape
+    (batch·oh·ow,)."""
+    b, row, col = np.meshgrid(np.arange(batch), np.arange(oh), np.arange(ow), indexing="ij")
     s, p = np.divmod(row, m)
     t, q = np.divmod(col, m)
-    return ((p * m + q) * th * tw + s * tw + t).reshape(-1)
+    return (((p * m + q) * batch + b) * th * tw + s * tw + t).reshape(-1)
 
 
 def index_array(xp, host_index: np.ndarray):

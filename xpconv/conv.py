@@ -84,21 +84,22 @@ def winograd_applies(g: ConvGeometry) -> bool:
 
 
 # "auto" picks Winograd where it measured faster than im2col: train step (forward + backward) on
-# 2 cores, NumPy/OpenBLAS, float32, ratio im2col time / Winograd time:
-#   resnet 32x64x56x56->64: 1.30 (fwd) and 1.34 (bwd);  cifar 64x32x32x32->64: 1.06 and 1.06;
-#   32x16x28x28->16: 0.86;  32x8x32x32->16: 0.68;  32x3x32x32->16: 0.33;
-#   16x128x14x14->128: 0.71;  8x256x7x7->256: 0.53;  32x16x8x8->32: 0.50.
+# 2 cores, NumPy/OpenBLAS, float32, side by side; im2col time / Winograd time:
+#   64x32x32x32->64 (cifar) 1.32;  32x64x28x28->64 1.57;  16x128x14x14->128 1.43;
+#   8x256x7x7->256 0.91;  32x16x28x28->16 0.86;  32x16x8x8->32 0.83;  32x8x32x32->16 0.78;
+#   32x3x32x32->16 0.50;  resnet 32x64x56x56->64: forward 1.5, backward 1.5.
 # Its transforms cost memory passes in proportion to the channels while its GEMMs save
-# multiplications in proportion to their product, and its per-sample GEMMs, (O, C) @ (C, tiles),
-# are thin below 32x32 outputs (64 tiles).  Hence: both channel counts >= 32 and >= 32x32 outputs.
+# multiplications in proportion to their product, so few channels favour im2col; on small
+# outputs the last row and column of 4x4 tiles are mostly padding (7x7 -> 8x8 computed).
+# Hence: both channel counts >= 32 and outputs of at least 12x12 pixels.
 WINOGRAD_MIN_CHANNELS = 32
-WINOGRAD_MIN_PIXELS = 32 * 32
+WINOGRAD_MIN_PIXELS = 12 * 12
 
 
 def choose_algorithm(algorithm: str, g: ConvGeometry) -> str:
     """``"im2col"`` or ``"winograd"`` for ``algorithm``; ``"auto"`` takes Winograd F(4×4, 3×3) where
     it applies (3×3, stride 1, dilation 1, groups 1), both channel counts are at least 32 and the
-    output has at least 32×32 pixels (the measurements above), im2col elsewhere."""
+    output has at least 12×12 pixels (the measurements above), im2col elsewhere."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
     if algorithm == "winograd" and not winograd_applies(g):
@@ -327,27 +328,42 @@ def _winograd_geometry(g: ConvGeometry) -> tuple[ConvGeometry, int, int]:
     return dataclasses.replace(g, pad=pad), th, tw
 
 
+def _channel_major(xp, x, batch: slice, g_tiles: ConvGeometry, slot: str, dtype):
+    """The chunk zero-padded into this thread's scratch with channels first, (C, B, Hp, Wp), so
+    that each channel's tiles of the whole chunk sit side by side: the GEMMs then run over
+    ``B·tiles`` columns rather than one sample's tiles."""
+    c, b = g_tiles.c, batch.stop - batch.start
+    x_pad = scratch(xp, slot, (c, b, *g_tiles.padded), dtype)
+    view = x_pad.transpose(1, 0, 2, 3)  # (C, B, Hp, Wp) -> (B, C, Hp, Wp), a view
+    if any(g_tiles.pad):
+        pad_input(xp, x[batch].astype(dtype, copy=False), g_tiles, out=view)
+    else:
+        view[...] = x[batch]
+    return x_pad
+
+
 def _input_transform(xp, x, batch: slice, g_tiles: ConvGeometry, th: int, tw: int, dtype):
-    """The chunk's input tiles after ``Bᵀ d B``, in this thread's scratch: -> (B, C, a², th·tw)."""
+    """The chunk's input tiles after ``Bᵀ d B``, in this thread's scratch: -> (C, a², B·th·tw)."""
     m, c = WINOGRAD_TILE, g_tiles.c
     a, b, t = m + 2, batch.stop - batch.start, th * tw
     hp, wp = g_tiles.padded
-    x_pad = pad_input(xp, x[batch].astype(dtype, copy=False), g_tiles, out=scratch(xp, "x_pad", (b, c, hp, wp), dtype))
-    index = index_array(xp, tile_index(wp, a, m, th, tw))  # (a²·T,) pixels of every tile
-    d = scratch(xp, "wino_d", (b, c, a * a * t), dtype)
-    take_into(xp, x_pad.reshape(b, c, hp * wp), index, out=d)  # (B, C, Hp·Wp) -> (B, C, a²·T)
-    u = scratch(xp, "wino_u", (b, c, a * a, t), dtype)
-    return xp.matmul(kron(xp, m, "input", dtype), d.reshape(b, c, a * a, t), out=u)  # (a², a²) @ (B, C, a², T)
+    x_pad = _channel_major(xp, x, batch, g_tiles, "x_pad", dtype)  # (C, B, Hp, Wp)
+    index = index_array(xp, tile_index(wp, hp * wp, b, a, m, th, tw))  # (a²·B·T,) pixels of every tile
+    d = scratch(xp, "wino_d", (c, a * a * b * t), dtype)
+    take_into(xp, x_pad.reshape(c, b * hp * wp), index, out=d)  # (C, B·Hp·Wp) -> (C, a²·B·T)
+    u = scratch(xp, "wino_u", (c, a * a, b * t), dtype)
+    return xp.matmul(kron(xp, m, "input", dtype), d.reshape(c, a * a, b * t), out=u)  # (a², a²) @ (C, a², B·T)
 
 
 def _winograd_scratch_per_sample(g: ConvGeometry, g_tiles: ConvGeometry, th: int, tw: int, itemsize: int) -> int:
-    """Bytes per sample of the scratch slots ``x_pad``, ``wino_d``, ``wino_u``, ``wino_m`` and
-    ``wino_y``, which the backward reuses with input and output channels swapped: so counted
-    with the larger of the two channel counts."""
+    """Bytes per sample of the scratch slots ``x_pad``, ``wino_d``, ``wino_u``, ``wino_m``,
+    ``wino_y`` and ``wino_out``, which the backward reuses with input and output channels
+    swapped: so counted with the larger of the two channel counts."""
     m, ch = WINOGRAD_TILE, max(g.c, g.o)
     a2, t = (m + 2) ** 2, th * tw
     padded = ch * g_tiles.padded[0] * g_tiles.padded[1]
-    return (padded + 3 * a2 * ch * t + m * m * ch * t) * itemsize
+    oh, ow = g.out
+    return (padded + 3 * a2 * ch * t + m * m * ch * t + ch * oh * ow) * itemsize
 
 
 # In the output transform Aᵀ M A, the frequency at point (1, 1) reaches every output pixel of the
@@ -357,28 +373,29 @@ _ALL_ONES_FREQUENCY = 1 * (WINOGRAD_TILE + 2) + 1
 
 
 def _winograd_forward(xp, x, weight, bias, y, g: ConvGeometry, limit: int):
-    """Per chunk: tiles, input transform, a² GEMMs ``(O, C) @ (C, T)`` per sample, output
-    transform with the bias, written into ``y``."""
+    """Per chunk: tiles, input transform, a² GEMMs ``(O, C) @ (C, B·T)``, output transform with
+    the bias, written into ``y``."""
     m, acc = WINOGRAD_TILE, y.dtype
     a, (oh, ow) = m + 2, g.out
     g_tiles, th, tw = _winograd_geometry(g)
     t = th * tw
     w_t = transform_filter(xp, weight, m)  # (O, C, 3, 3) -> (a², O, C), once per call
     k_out = kron(xp, m, "output", acc)  # (m², a²)
-    to_pixels = index_array(xp, output_tile_index(oh, ow, m, th, tw))  # (oh·ow,) places in (m, m, th, tw)
 
     def run(batch):
         b = batch.stop - batch.start
-        u = _input_transform(xp, x, batch, g_tiles, th, tw, acc)  # (B, C, a², T)
-        prod = scratch(xp, "wino_m", (b, a * a, g.o, t), acc)
-        xp.matmul(w_t, u.transpose(0, 2, 1, 3), out=prod)  # (a², O, C) @ (B, a², C, T) -> (B, a², O, T)
+        u = _input_transform(xp, x, batch, g_tiles, th, tw, acc)  # (C, a², B·T)
+        prod = scratch(xp, "wino_m", (a * a, g.o, b * t), acc)
+        xp.matmul(w_t, u.transpose(1, 0, 2), out=prod)  # (a², O, C) @ (a², C, B·T) -> (a², O, B·T)
         if bias is not None:
-            ones = prod[:, _ALL_ONES_FREQUENCY]  # (B, O, T), a view
-            add_bias(xp, ones, bias, 1, out=ones)
-        out = scratch(xp, "wino_y", (b, g.o, m * m, t), acc)
-        xp.matmul(k_out, prod.transpose(0, 2, 1, 3), out=out)  # (m², a²) @ (B, O, a², T) -> (B, O, m², T)
-        y_flat = y[batch].reshape(b, g.o, oh * ow)  # a view of y: (B, O, oh, ow) -> (B, O, oh·ow)
-        take_into(xp, out.reshape(b, g.o, m * m * t), to_pixels, out=y_flat)  # tiles -> pixels, cropped
+            ones = prod[_ALL_ONES_FREQUENCY]  # (O, B·T), a view
+            add_bias(xp, ones, bias, 0, out=ones)
+        out = scratch(xp, "wino_y", (g.o, m * m, b * t), acc)
+        xp.matmul(k_out, prod.transpose(1, 0, 2), out=out)  # (m², a²) @ (O, a², B·T) -> (O, m², B·T)
+        to_pixels = index_array(xp, output_tile_index(oh, ow, b, m, th, tw))  # (B·oh·ow,) places in the tiles
+        pixels = scratch(xp, "wino_out", (g.o, b, oh, ow), acc)
+        take_into(xp, out.reshape(g.o, m * m * b * t), to_pixels, out=pixels.reshape(g.o, b * oh * ow))
+        y[batch] = pixels.transpose(1, 0, 2, 3)  # (O, B, oh, ow) -> (B, O, oh, ow)
 
     per_sample = _winograd_scratch_per_sample(g, g_tiles, th, tw, acc.itemsize)
     map_chunks(xp, run, _chunks(g.n, per_sample, limit, xp))
@@ -393,23 +410,22 @@ def _winograd_backward(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: Co
     g_tiles, th, tw = _winograd_geometry(g)
     t = th * tw
     k_out_t = kron(xp, m, "output", acc).T  # (a², m²)
-    from_pixels = index_array(xp, tile_index(tw * m, m, m, th, tw))  # (m²·T,) pixels of every output tile
+    # grad_output zero-extended to whole tiles: a geometry that pads it at the bottom/right only
+    g_dy = dataclasses.replace(g_tiles, c=g.o, h=oh, w=ow, pad=(0, th * m - oh, 0, tw * m - ow))
 
     def run(batch):
         b = batch.stop - batch.start
-        u = _input_transform(xp, x, batch, g_tiles, th, tw, acc)  # (B, C, a², T)
+        u = _input_transform(xp, x, batch, g_tiles, th, tw, acc)  # (C, a², B·T)
+        # the input tiles' slots are free again: x_pad and wino_y take the output-gradient tiles
+        go_pad = _channel_major(xp, grad_output, batch, g_dy, "x_pad", acc)  # (O, B, th·m, tw·m)
+        from_pixels = index_array(xp, tile_index(tw * m, th * m * tw * m, b, m, m, th, tw))  # (m²·B·T,)
+        dy = scratch(xp, "wino_y", (g.o, m * m * b * t), acc)
+        take_into(xp, go_pad.reshape(g.o, -1), from_pixels, out=dy)  # (O, B·th·m·tw·m) -> (O, m²·B·T)
+        dm = scratch(xp, "wino_m", (g.o, a * a, b * t), acc)
+        xp.matmul(k_out_t, dy.reshape(g.o, m * m, b * t), out=dm)  # (a², m²) @ (O, m², B·T) -> (O, a², B·T)
+        # (a², O, B·T) @ (a², B·T, C) -> (a², O, C): one GEMM per frequency over the chunk's tiles
+        partial = xp.matmul(dm.transpose(1, 0, 2), u.transpose(1, 2, 0))
         go = grad_output[batch].astype(acc, copy=False)
-        # the input tiles' slots are free again: x_pad and wino_d take the output-gradient tiles
-        go_pad = scratch(xp, "x_pad", (b, g.o, th * m, tw * m), acc)  # zero beyond the output's edge
-        go_pad[:, :, oh:] = 0
-        go_pad[:, :, :oh, ow:] = 0
-        go_pad[:, :, :oh, :ow] = go
-        dy = scratch(xp, "wino_y", (b, g.o, m * m * t), acc)
-        take_into(xp, go_pad.reshape(b, g.o, -1), from_pixels, out=dy)  # (B, O, th·m·tw·m) -> (B, O, m²·T)
-        dm = scratch(xp, "wino_m", (b, g.o, a * a, t), acc)
-        xp.matmul(k_out_t, dy.reshape(b, g.o, m * m, t), out=dm)  # (a², m²) @ (B, O, m², T) -> (B, O, a², T)
-        # (B, a², O, T) @ (B, a², T, C) -> (B, a², O, C), summed over the chunk's samples
-        partial = xp.matmul(dm.transpose(0, 2, 1, 3), u.transpose(0, 2, 3, 1)).sum(axis=0)
         return partial, None if grad_b is None else bias_grad(go, 1, acc)
 
     per_sample = _winograd_scratch_per_sample(g, g_tiles, th, tw, acc.itemsize)
