@@ -248,7 +248,7 @@ _COMPARE = {
 }
 
 
-class ndarray:  # noqa: N801 - CuPy's name
+class ndarray:  # CuPy's name
     """A device array: NumPy memory labelled with the device it lives on."""
 
     __array_priority__ = 100

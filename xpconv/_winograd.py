@@ -26,13 +26,27 @@ at C = 512).  So F(4×4, 3×3) uses 0, 1, −1, ½, −2; F(2×2, 3×3) uses 0, 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._chunking import batch_chunks
+from ._geometry import ConvGeometry
+from ._parallel import map_chunks
+from ._patches import pad_input
+from ._workspace import scratch
+from .bias import add_bias, bias_grad
+
 POINTS = {4: (0.0, 1.0, -1.0, 0.5, -2.0), 2: (0.0, 1.0, -1.0)}
 R = 3  # kernel size
+TILE = 4  # xpconv uses F(4×4, 3×3): 4× fewer multiplications than the direct convolution
+
+
+def winograd_applies(g: ConvGeometry) -> bool:
+    """Winograd F(m×m, 3×3) here: a 3×3 kernel, stride 1, dilation 1, no groups (any padding)."""
+    return (g.kh, g.kw, g.stride, g.dilation, g.groups) == (3, 3, (1, 1), (1, 1), 1)
 
 
 @dataclass(frozen=True)
@@ -150,3 +164,130 @@ def take_into(xp, source, index, out):
     if xp is np:
         return np.take(source, index, axis=-1, out=out, mode="clip")
     return xp.take(source, index, axis=-1, out=out)
+
+
+# --- the chunk loops ------------------------------------------------------------------------
+
+
+def _tiled_geometry(g: ConvGeometry) -> tuple[ConvGeometry, int, int]:
+    """``g`` padded further at the bottom/right so that whole tiles cover the output, and the
+    tile counts ``(th, tw)``: the padded input has ``th·m + 2`` rows and ``tw·m + 2`` columns."""
+    m = TILE
+    oh, ow = g.out
+    th, tw = tiles(oh, m), tiles(ow, m)
+    top, _, left, _ = g.pad
+    pad = (top, th * m + 2 - g.h - top, left, tw * m + 2 - g.w - left)
+    return dataclasses.replace(g, pad=pad), th, tw
+
+
+def _channel_major(xp, x, batch: slice, g_tiles: ConvGeometry, slot: str, dtype):
+    """The chunk zero-padded into this thread's scratch with channels first, (C, B, Hp, Wp), so
+    that each channel's tiles of the whole chunk sit side by side: the GEMMs then run over
+    ``B·tiles`` columns rather than one sample's tiles."""
+    c, b = g_tiles.c, batch.stop - batch.start
+    x_pad = scratch(xp, slot, (c, b, *g_tiles.padded), dtype)
+    view = x_pad.transpose(1, 0, 2, 3)  # (C, B, Hp, Wp) -> (B, C, Hp, Wp), a view
+    if any(g_tiles.pad):
+        pad_input(xp, x[batch].astype(dtype, copy=False), g_tiles, out=view)
+    else:
+        view[...] = x[batch]
+    return x_pad
+
+
+def _input_transform(xp, x, batch: slice, g_tiles: ConvGeometry, th: int, tw: int, dtype):
+    """The chunk's input tiles after ``Bᵀ d B``, in this thread's scratch: -> (C, a², B·th·tw)."""
+    m, c = TILE, g_tiles.c
+    a, b, t = m + 2, batch.stop - batch.start, th * tw
+    hp, wp = g_tiles.padded
+    x_pad = _channel_major(xp, x, batch, g_tiles, "x_pad", dtype)  # (C, B, Hp, Wp)
+    index = index_array(xp, tile_index(wp, hp * wp, b, a, m, th, tw))  # (a²·B·T,) pixels of every tile
+    d = scratch(xp, "wino_d", (c, a * a * b * t), dtype)
+    take_into(xp, x_pad.reshape(c, b * hp * wp), index, out=d)  # (C, B·Hp·Wp) -> (C, a²·B·T)
+    u = scratch(xp, "wino_u", (c, a * a, b * t), dtype)
+    return xp.matmul(kron(xp, m, "input", dtype), d.reshape(c, a * a, b * t), out=u)  # (a², a²) @ (C, a², B·T)
+
+
+def _scratch_per_sample(g: ConvGeometry, g_tiles: ConvGeometry, th: int, tw: int, itemsize: int) -> int:
+    """Bytes per sample of the scratch slots ``x_pad``, ``wino_d``, ``wino_u``, ``wino_m``,
+    ``wino_y`` and ``wino_out``, which the backward reuses with input and output channels
+    swapped: so counted with the larger of the two channel counts."""
+    m, ch = TILE, max(g.c, g.o)
+    a2, t = (m + 2) ** 2, th * tw
+    padded = ch * g_tiles.padded[0] * g_tiles.padded[1]
+    oh, ow = g.out
+    return (padded + 3 * a2 * ch * t + m * m * ch * t + ch * oh * ow) * itemsize
+
+
+# In the output transform Aᵀ M A, the frequency at point (1, 1) reaches every output pixel of the
+# tile with weight 1 (column 1 of Aᵀ is x = 1 to the powers 0..m-1), so adding the bias there adds
+# it to the whole tile: O·tiles additions instead of O·pixels.
+_ALL_ONES_FREQUENCY = 1 * (TILE + 2) + 1
+
+
+def winograd_forward(xp, x, weight, bias, y, g: ConvGeometry, limit: int):
+    """Per chunk: tiles, input transform, a² GEMMs ``(O, C) @ (C, B·T)``, output transform with
+    the bias, written into ``y``."""
+    m, acc = TILE, y.dtype
+    a, (oh, ow) = m + 2, g.out
+    g_tiles, th, tw = _tiled_geometry(g)
+    t = th * tw
+    w_t = transform_filter(xp, weight, m)  # (O, C, 3, 3) -> (a², O, C), once per call
+    k_out = kron(xp, m, "output", acc)  # (m², a²)
+
+    def run(batch):
+        b = batch.stop - batch.start
+        u = _input_transform(xp, x, batch, g_tiles, th, tw, acc)  # (C, a², B·T)
+        prod = scratch(xp, "wino_m", (a * a, g.o, b * t), acc)
+        xp.matmul(w_t, u.transpose(1, 0, 2), out=prod)  # (a², O, C) @ (a², C, B·T) -> (a², O, B·T)
+        if bias is not None:
+            ones = prod[_ALL_ONES_FREQUENCY]  # (O, B·T), a view
+            add_bias(xp, ones, bias, 0, out=ones)
+        out = scratch(xp, "wino_y", (g.o, m * m, b * t), acc)
+        xp.matmul(k_out, prod.transpose(1, 0, 2), out=out)  # (m², a²) @ (O, a², B·T) -> (O, m², B·T)
+        to_pixels = index_array(xp, output_tile_index(oh, ow, b, m, th, tw))  # (B·oh·ow,) places in the tiles
+        pixels = scratch(xp, "wino_out", (g.o, b, oh, ow), acc)
+        take_into(xp, out.reshape(g.o, m * m * b * t), to_pixels, out=pixels.reshape(g.o, b * oh * ow))
+        y[batch] = pixels.transpose(1, 0, 2, 3)  # (O, B, oh, ow) -> (B, O, oh, ow)
+
+    per_sample = _scratch_per_sample(g, g_tiles, th, tw, acc.itemsize)
+    map_chunks(xp, run, batch_chunks(g.n, per_sample, limit, xp))
+
+
+def winograd_weight_gradient(xp, grad_output, x, grad_w, grad_b, g: ConvGeometry, limit: int):
+    """Weight and bias gradients, added into ``grad_w`` and ``grad_b`` (unless ``None``), as the
+    adjoint of :func:`winograd_forward` with respect to the weight: ``grad_output``'s tiles
+    through ``Aᵀ⊗Aᵀ`` transposed, one GEMM per frequency with the input tiles, then ``Gᵀ dW G``."""
+    m, acc = TILE, grad_w.dtype
+    a, (oh, ow) = m + 2, g.out
+    g_tiles, th, tw = _tiled_geometry(g)
+    t = th * tw
+    k_out_t = kron(xp, m, "output", acc).T  # (a², m²)
+    # grad_output zero-extended to whole tiles: a geometry that pads it at the bottom/right only
+    g_dy = dataclasses.replace(g_tiles, c=g.o, h=oh, w=ow, pad=(0, th * m - oh, 0, tw * m - ow))
+
+    def run(batch):
+        b = batch.stop - batch.start
+        u = _input_transform(xp, x, batch, g_tiles, th, tw, acc)  # (C, a², B·T)
+        # the input tiles' slots are free again: x_pad and wino_y take the output-gradient tiles
+        go_pad = _channel_major(xp, grad_output, batch, g_dy, "x_pad", acc)  # (O, B, th·m, tw·m)
+        from_pixels = index_array(xp, tile_index(tw * m, th * m * tw * m, b, m, m, th, tw))  # (m²·B·T,)
+        dy = scratch(xp, "wino_y", (g.o, m * m * b * t), acc)
+        take_into(xp, go_pad.reshape(g.o, -1), from_pixels, out=dy)  # (O, B·th·m·tw·m) -> (O, m²·B·T)
+        dm = scratch(xp, "wino_m", (g.o, a * a, b * t), acc)
+        xp.matmul(k_out_t, dy.reshape(g.o, m * m, b * t), out=dm)  # (a², m²) @ (O, m², B·T) -> (O, a², B·T)
+        # (a², O, B·T) @ (a², B·T, C) -> (a², O, C): one GEMM per frequency over the chunk's tiles
+        partial = xp.matmul(dm.transpose(1, 0, 2), u.transpose(1, 2, 0))
+        go = grad_output[batch].astype(acc, copy=False)
+        return partial, None if grad_b is None else bias_grad(go, 1, acc)
+
+    per_sample = _scratch_per_sample(g, g_tiles, th, tw, acc.itemsize)
+    grad_w_t = xp.zeros((a * a, g.o, g.c), dtype=acc)
+
+    def add(partials):  # in chunk order, as each arrives
+        partial, partial_b = partials
+        grad_w_t[...] += partial
+        if grad_b is not None:
+            grad_b[...] += partial_b
+
+    map_chunks(xp, run, batch_chunks(g.n, per_sample, limit, xp), consume=add)
+    grad_w += filter_gradient(xp, grad_w_t, m)  # (a², O, C) -> (O, C, 3, 3)

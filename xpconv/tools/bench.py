@@ -78,7 +78,7 @@ CONV_OPS = ("conv2d-forward", "conv2d-backward", "conv2d-train-step")
 PASSES = {"conv2d-forward": 1, "conv2d-backward": 2, "conv2d-train-step": 3}
 # Seconds one timed row takes here (2 cores), beyond --min-seconds per library timed: the
 # warm-up calls and the pauses between rounds.  Used only to announce a run's duration.
-_ROW_OVERHEAD_S = {"conv": 3.0, "dense-784": 1.5, "dense-4096": 12.0, "bias": 0.5}
+_ROW_OVERHEAD_S = {"conv": 3.0, "dense-784": 1.5, "dense-4096": 20.0, "bias": 0.5}
 
 
 def parse_shapes(text: str | None, full: bool = False) -> list[str]:
@@ -146,13 +146,17 @@ def median_time(fn, sync=lambda: None, *, min_repeats=5, min_seconds=0.5, max_re
     return statistics.median(times)
 
 
-def side_by_side(*fns, sync=lambda: None, rounds=3, min_seconds=0.5) -> list[float]:
+def side_by_side(*fns, sync=lambda: None, rounds=3, min_seconds=0.5, min_repeats=5, log=None) -> list[float]:
     """Median times of ``fns`` measured in alternating rounds, so that a slow spell of this
-    shared machine hits them all; each is the median of its per-round medians."""
+    shared machine hits them all; each is the median of its per-round medians.  ``log``, when
+    given, hears of every round that took more than 2 s (so that a long row shows progress)."""
     times = [[] for _ in fns]
-    for _ in range(rounds):
+    for k in range(rounds):
+        start = time.perf_counter()
         for fn, bucket in zip(fns, times, strict=True):
-            bucket.append(median_time(fn, sync, min_seconds=min_seconds / rounds))
+            bucket.append(median_time(fn, sync, min_seconds=min_seconds / rounds, min_repeats=min_repeats))
+        if log is not None and time.perf_counter() - start > 2.0:
+            log(f"round {k + 1} of {rounds} done ({time.perf_counter() - start:.0f} s)")
     return [statistics.median(t) for t in times]
 
 
@@ -400,8 +404,14 @@ def _run(device, dtype, shapes, *, book, torch, min_seconds, log) -> BenchRun:
         n, fin, fout = DENSE_SHAPES[name]
         log(f"[{step}/{total}] dense {name} ({n}x{fin}->{fout}, {dtype}, {device})")
         x, w, b, go = dense_inputs(n, fin, fout, device, dtype)
+        big = n * fin * fout > 10**9  # dense-4096: each call takes most of a second on 2 cores
         seconds, bare = side_by_side(
-            dense_step(x, w, b, go), bare_matmuls(x, w, go), sync=sync, min_seconds=min_seconds
+            dense_step(x, w, b, go),
+            bare_matmuls(x, w, go),
+            sync=sync,
+            min_seconds=min_seconds,
+            min_repeats=2 if big else 5,
+            log=lambda msg, s=step: log(f"[{s}/{total}]   {msg}"),
         )
         flops = 3 * 2.0 * n * fin * fout
         run_.results.append(Result("dense", name, seconds * 1e3, flops / seconds / 1e9))
