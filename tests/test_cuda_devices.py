@@ -53,6 +53,31 @@ def test_conv2d_on_device_equals_cpu(fake_cupy_module, rng, cfg, device, dtype, 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("padding", [1, 0, (2, 0), 3])  # 3: the input gradient falls back to col2im
+@pytest.mark.parametrize("workspace", [None, 1])
+def test_winograd_on_device_equals_cpu(fake_cupy_module, rng, device, dtype, padding, workspace):
+    to = _on(device)
+    x, wt, b = (
+        random_array(rng, (3, 4, 9, 7), dtype),
+        random_array(rng, (5, 4, 3, 3), dtype),
+        random_array(rng, (5,), dtype),
+    )
+    kw = dict(padding=padding, algorithm="winograd", workspace_bytes=workspace)
+    y_cpu = xpconv.conv2d(x, wt, b, **kw)
+    go = random_array(rng, y_cpu.shape, dtype)
+    g_cpu = xpconv.conv2d_backward(go, x, wt, **kw)
+    fake_cupy.reset_counters()
+    y = xpconv.conv2d(to(x), to(wt), to(b), **kw)
+    grads = xpconv.conv2d_backward(to(go), to(x), to(wt), **kw)
+    assert fake_cupy.counters["host_syncs"] == 0
+    _assert_on([y, *grads], device)
+    _same_as_cpu(y, y_cpu, dtype, "forward")
+    for part in ("input", "weight", "bias"):
+        _same_as_cpu(getattr(grads, part), getattr(g_cpu, part), dtype, part)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("device", DEVICES)
 def test_dense_and_bias_on_device_equal_cpu(fake_cupy_module, rng, device, dtype):
     to = _on(device)
     x, w, b, go = (random_array(rng, s, dtype) for s in [(6, 9), (4, 9), (4,), (6, 4)])

@@ -50,6 +50,22 @@ def test_conv2d_cpu_cuda_parity(rng, cfg, dtype, workspace):
         assert_close(getattr(g_gpu, part), getattr(g_cpu, part).astype(np.float64), dtype, part)
 
 
+@pytest.mark.parametrize("padding", [0, 1, (2, 1)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_cpu_cuda_parity(rng, dtype, padding):
+    x, wt, b = (random_array(rng, s, dtype) for s in [(4, 8, 13, 10), (6, 8, 3, 3), (6,)])
+    kw = dict(padding=padding, algorithm="winograd")
+    y_cpu = xpconv.conv2d(x, wt, b, **kw)
+    go = random_array(rng, y_cpu.shape, dtype)
+    g_cpu = xpconv.conv2d_backward(go, x, wt, **kw)
+    with _no_sync():
+        y_gpu = xpconv.conv2d(_cuda(x), _cuda(wt), _cuda(b), **kw)
+        g_gpu = xpconv.conv2d_backward(_cuda(go), _cuda(x), _cuda(wt), **kw)
+    assert_close(y_gpu, y_cpu.astype(np.float64), dtype, "forward")
+    for part in ("input", "weight", "bias"):
+        assert_close(getattr(g_gpu, part), getattr(g_cpu, part).astype(np.float64), dtype, part)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dense_and_bias_cpu_cuda_parity(rng, dtype):
     x, w, b, go = (random_array(rng, s, dtype) for s in [(16, 40), (24, 40), (24,), (16, 24)])
