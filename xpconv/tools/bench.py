@@ -102,7 +102,8 @@ def expected_seconds(names, min_seconds: float, with_torch: bool, book: str) -> 
     total = 2.0  # imports and the first ceiling
     for name in names:
         if name in CONV_SHAPES:
-            per_row = _ROW_OVERHEAD_S["conv"] + min_seconds * (2 if with_torch else 1)
+            # side by side with PyTorch: 3 rounds each with pauses and warm-ups; alone: one timing
+            per_row = (_ROW_OVERHEAD_S["conv"] if with_torch else 0.7) + min_seconds * (2 if with_torch else 1)
             total += 3 * per_row + 1.5  # + the correctness check and the ceiling
             total += 3.0 if book == "all" or (book == "smallest" and name == "mnist") else 0.0
         else:
