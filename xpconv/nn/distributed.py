@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 
 import numpy as np
 
@@ -83,8 +84,6 @@ class Communicator:
         """Replace every ``p.grad`` by ``Σ_ranks weight_r · grad_r`` (one ``Allreduce`` per dtype,
         gradients packed into one contiguous host buffer); also sum ``weight · extra`` across ranks
         (the loss, carried in the first buffer's last element) and return that sum."""
-        import time
-
         total = 0.0
         for k, group in enumerate(_by_dtype(parameters, need_grad=True)):
             dtype = group[0].grad.dtype
