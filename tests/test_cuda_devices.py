@@ -35,15 +35,20 @@ def _same_as_cpu(actual, cpu, dtype, what):
 @pytest.mark.parametrize("cfg", CONFIGS[::3])
 @pytest.mark.parametrize("workspace", [None, 1])  # 1 byte: one sample per chunk
 def test_conv2d_on_device_equals_cpu(fake_cupy_module, rng, cfg, device, dtype, workspace):
-    to = _on(device)
     x, wt, b, kw = make_case(rng, cfg, dtype)
-    y_cpu = xpconv.conv2d(x, wt, b, **kw, workspace_bytes=workspace)
+    _check_conv_on_device(rng, x, wt, b, device, dtype, **kw, workspace_bytes=workspace)
+
+
+def _check_conv_on_device(rng, x, wt, b, device, dtype, **kw):
+    """conv2d and its gradients on ``device`` equal the CPU's, land there, and never sync the host."""
+    to = _on(device)
+    y_cpu = xpconv.conv2d(x, wt, b, **kw)
     go = random_array(rng, y_cpu.shape, dtype)
-    g_cpu = xpconv.conv2d_backward(go, x, wt, **kw, workspace_bytes=workspace)
+    g_cpu = xpconv.conv2d_backward(go, x, wt, **kw)
     xd, wd, bd, god = map(to, (x, wt, b, go))
     fake_cupy.reset_counters()
-    y = xpconv.conv2d(xd, wd, bd, **kw, workspace_bytes=workspace)
-    grads = xpconv.conv2d_backward(god, xd, wd, **kw, workspace_bytes=workspace)
+    y = xpconv.conv2d(xd, wd, bd, **kw)
+    grads = xpconv.conv2d_backward(god, xd, wd, **kw)
     assert fake_cupy.counters["host_syncs"] == 0
     _assert_on([y, *grads], device)
     _same_as_cpu(y, y_cpu, dtype, "forward")
@@ -56,24 +61,10 @@ def test_conv2d_on_device_equals_cpu(fake_cupy_module, rng, cfg, device, dtype, 
 @pytest.mark.parametrize("padding", [1, 0, (2, 0), 3])  # 3: the input gradient falls back to col2im
 @pytest.mark.parametrize("workspace", [None, 1])
 def test_winograd_on_device_equals_cpu(fake_cupy_module, rng, device, dtype, padding, workspace):
-    to = _on(device)
-    x, wt, b = (
-        random_array(rng, (3, 4, 9, 7), dtype),
-        random_array(rng, (5, 4, 3, 3), dtype),
-        random_array(rng, (5,), dtype),
+    x, wt, b = (random_array(rng, shape, dtype) for shape in [(3, 4, 9, 7), (5, 4, 3, 3), (5,)])
+    _check_conv_on_device(
+        rng, x, wt, b, device, dtype, padding=padding, algorithm="winograd", workspace_bytes=workspace
     )
-    kw = dict(padding=padding, algorithm="winograd", workspace_bytes=workspace)
-    y_cpu = xpconv.conv2d(x, wt, b, **kw)
-    go = random_array(rng, y_cpu.shape, dtype)
-    g_cpu = xpconv.conv2d_backward(go, x, wt, **kw)
-    fake_cupy.reset_counters()
-    y = xpconv.conv2d(to(x), to(wt), to(b), **kw)
-    grads = xpconv.conv2d_backward(to(go), to(x), to(wt), **kw)
-    assert fake_cupy.counters["host_syncs"] == 0
-    _assert_on([y, *grads], device)
-    _same_as_cpu(y, y_cpu, dtype, "forward")
-    for part in ("input", "weight", "bias"):
-        _same_as_cpu(getattr(grads, part), getattr(g_cpu, part), dtype, part)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

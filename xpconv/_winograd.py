@@ -97,10 +97,29 @@ def _kron(m: int, which: str, dtype: str) -> np.ndarray:
     return np.ascontiguousarray(k.astype(dtype))
 
 
+def constant(xp, build, *args):
+    """The host array ``build(*args)`` (a cached builder) as an ``xp`` array on the current device.
+
+    On CuPy each constant — a transform matrix, a tile index — is copied to a device once and
+    kept, rather than copied again for every call or chunk."""
+    host = build(*args)
+    if xp is np:
+        return host
+    key = (build.__name__, args, xp.cuda.Device().id)
+    array = _device_constants.get(key)
+    if array is None:
+        if len(_device_constants) >= 256:  # many geometries over a long run: start again
+            _device_constants.clear()
+        array = _device_constants[key] = xp.asarray(host)
+    return array
+
+
+_device_constants: dict = {}
+
+
 def kron(xp, m: int, which: str, dtype) -> object:
     """``Bᵀ⊗Bᵀ`` (``"input"``), ``Aᵀ⊗Aᵀ`` (``"output"``) or ``G⊗G`` (``"filter"``) as an ``xp`` array."""
-    host = _kron(m, which, np.dtype(dtype).name)
-    return host if xp is np else xp.asarray(host)
+    return constant(xp, _kron, m, which, np.dtype(dtype).name)
 
 
 def tiles(out_size: int, m: int) -> int:
@@ -151,10 +170,6 @@ def output_tile_index(oh: int, ow: int, batch: int, m: int, th: int, tw: int) ->
     return (((p * m + q) * batch + b) * th * tw + s * tw + t).reshape(-1)
 
 
-def index_array(xp, host_index: np.ndarray):
-    return host_index if xp is np else xp.asarray(host_index)
-
-
 def take_into(xp, source, index, out):
     """``out[..., k] = source[..., index[k]]`` along the last axis (indices known to be in range).
 
@@ -200,7 +215,7 @@ def _input_transform(xp, x, batch: slice, g_tiles: ConvGeometry, th: int, tw: in
     a, b, t = m + 2, batch.stop - batch.start, th * tw
     hp, wp = g_tiles.padded
     x_pad = _channel_major(xp, x, batch, g_tiles, "x_pad", dtype)  # (C, B, Hp, Wp)
-    index = index_array(xp, tile_index(wp, hp * wp, b, a, m, th, tw))  # (a²·B·T,) pixels of every tile
+    index = constant(xp, tile_index, wp, hp * wp, b, a, m, th, tw)  # (a²·B·T,) pixels of every tile
     d = scratch(xp, "wino_d", (c, a * a * b * t), dtype)
     take_into(xp, x_pad.reshape(c, b * hp * wp), index, out=d)  # (C, B·Hp·Wp) -> (C, a²·B·T)
     u = scratch(xp, "wino_u", (c, a * a, b * t), dtype)
@@ -244,7 +259,7 @@ def winograd_forward(xp, x, weight, bias, y, g: ConvGeometry, limit: int):
             add_bias(xp, ones, bias, 0, out=ones)
         out = scratch(xp, "wino_y", (g.o, m * m, b * t), acc)
         xp.matmul(k_out, prod.transpose(1, 0, 2), out=out)  # (m², a²) @ (O, a², B·T) -> (O, m², B·T)
-        to_pixels = index_array(xp, output_tile_index(oh, ow, b, m, th, tw))  # (B·oh·ow,) places in the tiles
+        to_pixels = constant(xp, output_tile_index, oh, ow, b, m, th, tw)  # (B·oh·ow,) places in the tiles
         pixels = scratch(xp, "wino_out", (g.o, b, oh, ow), acc)
         take_into(xp, out.reshape(g.o, m * m * b * t), to_pixels, out=pixels.reshape(g.o, b * oh * ow))
         y[batch] = pixels.transpose(1, 0, 2, 3)  # (O, B, oh, ow) -> (B, O, oh, ow)
@@ -270,7 +285,7 @@ def winograd_weight_gradient(xp, grad_output, x, grad_w, grad_b, g: ConvGeometry
         u = _input_transform(xp, x, batch, g_tiles, th, tw, acc)  # (C, a², B·T)
         # the input tiles' slots are free again: x_pad and wino_y take the output-gradient tiles
         go_pad = _channel_major(xp, grad_output, batch, g_dy, "x_pad", acc)  # (O, B, th·m, tw·m)
-        from_pixels = index_array(xp, tile_index(tw * m, th * m * tw * m, b, m, m, th, tw))  # (m²·B·T,)
+        from_pixels = constant(xp, tile_index, tw * m, th * m * tw * m, b, m, m, th, tw)  # (m²·B·T,)
         dy = scratch(xp, "wino_y", (g.o, m * m * b * t), acc)
         take_into(xp, go_pad.reshape(g.o, -1), from_pixels, out=dy)  # (O, B·th·m·tw·m) -> (O, m²·B·T)
         dm = scratch(xp, "wino_m", (g.o, a * a, b * t), acc)

@@ -229,16 +229,16 @@ def conv2d_backward(
             else:
                 chunks = batch_chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), limit, xp)
                 _gemm_backward(xp, grad_output, x, w, grad_x, None, None, g, chunks)
-            return Gradients(*(None if a is None else a.astype(dtype, copy=False) for a in (grad_x, grad_w, grad_b)))
-        # For stride 1 the input gradient is a convolution of grad_output with the flipped kernel:
-        # cheaper than col2im when the output has no more channels than the input (its patches
-        # are no larger).  Elsewhere the same pass over the patches computes it, by col2im.
-        g_t = transposed_geometry(g) if g.o <= g.c else None
-        chunks = batch_chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), limit, xp)
-        _gemm_backward(xp, grad_output, x, w, grad_x if g_t is None else None, grad_w, grad_b, g, chunks)
-        if g_t is not None:
-            chunks = batch_chunks(g.n, _scratch_per_sample(g_t, acc.itemsize, backward=False), limit, xp)
-            _gemm_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, chunks)
+        else:
+            # For stride 1 the input gradient is a convolution of grad_output with the flipped
+            # kernel: cheaper than col2im when the output has no more channels than the input (its
+            # patches are no larger).  Elsewhere the same pass over the patches computes it, by col2im.
+            g_t = transposed_geometry(g) if g.o <= g.c else None
+            chunks = batch_chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), limit, xp)
+            _gemm_backward(xp, grad_output, x, w, grad_x if g_t is None else None, grad_w, grad_b, g, chunks)
+            if g_t is not None:
+                chunks = batch_chunks(g.n, _scratch_per_sample(g_t, acc.itemsize, backward=False), limit, xp)
+                _gemm_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, chunks)
         return Gradients(*(None if a is None else a.astype(dtype, copy=False) for a in (grad_x, grad_w, grad_b)))
 
 
