@@ -55,8 +55,10 @@ except Exception as exc: print('torch:', exc)
     for run in "${runs[@]}"; do
         read -r dtype tf32 <<< "$run"
         json="$OUT/bench-$dtype-tf32$tf32.json"
+        tf32_args=(--tf32 "$tf32")
+        if [ "$device" = cpu ]; then tf32_args=(); fi  # TF32 is a cuDNN setting: refused on the CPU
         step "bench $dtype tf32 $tf32" 150 python3 -m xpconv bench --device "$device" --dtype "$dtype" \
-            "${shape_args[@]}" --no-book --min-seconds "$min_seconds" --tf32 "$tf32" --json "$json"
+            "${shape_args[@]}" --no-book --min-seconds "$min_seconds" "${tf32_args[@]}" --json "$json"
     done
     step "ratios" 30 python3 benchmarks/ratio_table.py "$OUT"/bench-*.json
     echo "== done; failed steps: $failed"

@@ -53,7 +53,7 @@ def check_layer(layer, x, rng):
 )
 def test_conv_layer_gradients(rng, make):
     layer = make()
-    c = layer.weight.value.shape[1] * layer.hyper["groups"]
+    c = layer.weight.value.shape[1] * layer.groups
     check_layer(layer, random_array(rng, (2, c, 6, 7)), rng)
 
 
@@ -138,7 +138,7 @@ def test_sgd_momentum_matches_formula(rng):
     v1 = -0.1 * g1
     v2 = 0.5 * v1 - 0.1 * g2
     np.testing.assert_allclose(layer.weight.value, w0 + v1 + v2, rtol=1e-12)
-    with pytest.raises(ValueError, match="lr must be positive"):
+    with pytest.raises(ValueError, match="lr must be a positive finite number"):
         SGD([], lr=0)
 
 

@@ -20,18 +20,22 @@ from ._backend import (
     to_device,
     to_numpy,
 )
-from ._types import Array, Device, Gradients
+from ._types import Algorithm, Array, Device, DTypeLike, Gradients, IntPair, Padding
 from .bias import bias_add, bias_backward
 from .conv import conv2d, conv2d_backward
 from .dense import dense, dense_backward
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
+    "Algorithm",
     "Array",
+    "DTypeLike",
     "Device",
     "DeviceUnavailableError",
     "Gradients",
+    "IntPair",
+    "Padding",
     "array_namespace",
     "bias_add",
     "bias_backward",

@@ -24,10 +24,11 @@ import os
 import re
 import sys
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
-from ._types import Array, Device
+from ._types import Array, ArrayLike, Device
 
 __all__ = [
     "DeviceUnavailableError",
@@ -161,7 +162,7 @@ def _cupy_if_array(array) -> ModuleType | None:
     return None
 
 
-def is_array(array) -> bool:
+def is_array(array: object) -> bool:
     """Whether ``array`` is a NumPy or a CuPy array (never imports CuPy)."""
     return isinstance(array, np.ndarray) or _cupy_if_array(array) is not None
 
@@ -199,7 +200,7 @@ def array_namespace(*arrays: Array | None) -> ModuleType:
     return _module_of(present[0])
 
 
-def device_scope(array: Array):
+def device_scope(array: Array) -> contextlib.AbstractContextManager[Any]:
     """A context in which ``array``'s device is current: ``with cupy.cuda.Device(N)`` for a CuPy
     array on GPU ``N`` (results and kernel launches land there), nothing for NumPy."""
     if _cupy_if_array(array) is None:
@@ -207,7 +208,7 @@ def device_scope(array: Array):
     return array.device
 
 
-def to_device(x, device: Device) -> Array:
+def to_device(x: ArrayLike, device: Device) -> Array:
     """Copy ``x`` (a NumPy or CuPy array, or anything ``numpy.asarray`` takes) to ``device``.
 
     An array already there is returned as it is, without a copy.
@@ -224,7 +225,7 @@ def to_device(x, device: Device) -> Array:
         return cupy.asarray(np.asarray(x))
 
 
-def to_numpy(x) -> np.ndarray:
+def to_numpy(x: ArrayLike) -> np.ndarray:
     """Return ``x`` as a NumPy array, copying it from the GPU if it is a CuPy array."""
     cupy = _cupy_if_array(x)
     if cupy is not None:

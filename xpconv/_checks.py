@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numbers
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -17,16 +18,20 @@ from ._types import Array
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
+_OPTIONAL = frozenset({"bias", "out"})  # the array arguments that may be None
+
+
 def check_arrays(*specs: tuple[str, Array | None, int | None]) -> tuple[ModuleType, np.dtype]:
-    """Check ``(name, array, ndim)`` triples (``array`` may be ``None``: absent; ``ndim`` may be
-    ``None``: any rank): floating NumPy/CuPy arrays of the given ranks, on one device, of one
-    dtype.  Returns ``(xp, dtype)``."""
-    present = []
-    for name, a, ndim in specs:
-        if a is None:
+    """Check ``(name, array, ndim)`` triples (``ndim`` may be ``None``: any rank): floating
+    NumPy/CuPy arrays of the given ranks, on one device, of one dtype; only ``bias`` and ``out``
+    may be ``None`` (absent).  Returns ``(xp, dtype)``."""
+    present: list[tuple[str, Array]] = []
+    for name, given, ndim in specs:
+        if given is None and name in _OPTIONAL:
             continue
-        if not is_array(a):
-            raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(a).__name__}")
+        if given is None or not is_array(given):
+            raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(given).__name__}")
+        a: Array = given
         if a.dtype not in _FLOAT_DTYPES:
             raise TypeError(f"{name} must be float16, float32 or float64, got dtype {a.dtype}")
         if ndim is not None and a.ndim != ndim:
@@ -45,7 +50,7 @@ def compute_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
 
 
-def as_pair(value, name: str, minimum: int) -> tuple[int, int]:
+def as_pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
     """An ``int`` or a pair of ints, each at least ``minimum``, as a 2-tuple."""
     pair = (value, value) if _is_int(value) else value
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(_is_int(v) for v in pair)):
@@ -57,7 +62,14 @@ def as_pair(value, name: str, minimum: int) -> tuple[int, int]:
     return pair
 
 
-def as_positive_int(value, name: str) -> int:
+def as_bool(value: Any, name: str) -> bool:
+    """``value`` if it is a ``bool`` (NumPy's included); any other object is a ``TypeError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def as_positive_int(value: Any, name: str) -> int:
     if not _is_int(value):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < 1:
@@ -65,7 +77,7 @@ def as_positive_int(value, name: str) -> int:
     return int(value)
 
 
-def normalize_axis(axis, ndim: int, name: str) -> int:
+def normalize_axis(axis: Any, ndim: int, name: str) -> int:
     """``axis`` in ``[-ndim, ndim)`` as a non-negative index into ``name``'s dimensions."""
     if not _is_int(axis):
         raise TypeError(f"axis must be an int, got {axis!r}")
@@ -74,5 +86,5 @@ def normalize_axis(axis, ndim: int, name: str) -> int:
     return int(axis) % ndim
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))

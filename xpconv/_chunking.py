@@ -7,6 +7,8 @@ GEMMs read it.  Every chunk holds at least one sample, and there is at least one
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
 from ._checks import as_positive_int
@@ -24,7 +26,7 @@ def workspace_limit(workspace_bytes: int | None) -> int:
     return DEFAULT_WORKSPACE_BYTES if workspace_bytes is None else as_positive_int(workspace_bytes, "workspace_bytes")
 
 
-def batch_chunks(n: int, per_sample_bytes: int, limit: int, xp) -> list[slice]:
+def batch_chunks(n: int, per_sample_bytes: int, limit: int, xp: ModuleType) -> list[slice]:
     """Slices of a batch of ``n`` whose scratch (``per_sample_bytes`` a sample) fits ``limit``
     shared among the workers (and, on the CPU, about ``CACHE_CHUNK_BYTES``)."""
     workers = workers_for(xp)

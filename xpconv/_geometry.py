@@ -11,9 +11,11 @@ everything after it (patches, GEMMs, benchmarks' FLOP counts) reads sizes from t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._checks import as_pair, as_positive_int
+from ._types import IntPair, Padding
 
 __all__ = ["ConvGeometry", "conv_geometry", "resolve_padding", "transposed_geometry"]
 
@@ -75,7 +77,9 @@ class ConvGeometry:
         )
 
 
-def resolve_padding(padding, kernel, dilation, stride) -> tuple[int, int, int, int]:
+def resolve_padding(
+    padding: Padding, kernel: tuple[int, int], dilation: tuple[int, int], stride: tuple[int, int]
+) -> tuple[int, int, int, int]:
     """``int | pair | "valid" | "same"`` -> ``(top, bottom, left, right)``."""
     if isinstance(padding, str):
         if padding == "valid":
@@ -88,12 +92,21 @@ def resolve_padding(padding, kernel, dilation, stride) -> tuple[int, int, int, i
         for k, d in zip(kernel, dilation, strict=True):
             total = d * (k - 1)
             pads += [total // 2, total - total // 2]  # the odd extra row/column goes bottom/right
-        return tuple(pads)
+        return (pads[0], pads[1], pads[2], pads[3])
     ph, pw = as_pair(padding, "padding", minimum=0)
     return (ph, ph, pw, pw)
 
 
-def conv_geometry(x_shape, weight_shape, bias_shape, *, stride=1, padding=0, dilation=1, groups=1) -> ConvGeometry:
+def conv_geometry(
+    x_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    bias_shape: Sequence[int] | None,
+    *,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> ConvGeometry:
     """Check the shapes (``bias_shape`` may be ``None``) and hyperparameters of a convolution
     against each other and return its :class:`ConvGeometry`."""
     stride = as_pair(stride, "stride", minimum=1)

@@ -11,20 +11,26 @@ Rules:
 * Without the optional ``threadpoolctl`` (``pip install xpconv[fast]``) or with
   ``XPCONV_NUM_THREADS=1``, chunks run in order and the BLAS keeps its own threads.
 * Results come back in chunk order, so sums over chunks do not depend on thread timing.
-* The pool is created on first use and again after a ``fork``.
+* The pool is created on first use.  Before a ``fork`` its threads are joined (so that the
+  process forks with one thread, as Python 3.12 asks: a forked child of a multi-threaded
+  process may deadlock), and the next call in parent or child starts a new pool.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
-_state: dict = {"pid": None, "pool": None, "workers": 0, "controller": None}
+_state: dict[str, Any] = {"pid": None, "pool": None, "workers": 0, "controller": None}
 _lock = threading.Lock()
 
 
@@ -54,9 +60,19 @@ def cpu_workers() -> int:
             f"XPCONV_NUM_THREADS={value} is more than the {cores} core(s) this process may use; "
             "the worker threads will share cores and run slower than with one per core",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=_caller_outside_package(),
         )
     return value
+
+
+def _caller_outside_package() -> int:
+    """The ``stacklevel`` that makes a warning issued by this function's caller point at the first
+    frame outside xpconv (the user's line), however deep inside the package it was raised."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep + "xpconv" + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def thread_report() -> str:
@@ -69,7 +85,7 @@ def thread_report() -> str:
     return f"{workers} CPU worker(s) for conv2d ({source}; {cores} core(s) available)"
 
 
-def _controller():
+def _controller() -> Any:
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
@@ -83,7 +99,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     """The shared pool of ``workers`` threads (a new one after a fork or a change of count)."""
     with _lock:
         pool = _state["pool"]
-        if _state["pid"] != os.getpid() or _state["workers"] != workers:
+        if pool is None or _state["pid"] != os.getpid() or _state["workers"] != workers:
             if pool is not None and _state["pid"] == os.getpid():
                 pool.shutdown(wait=False)
             pool = ThreadPoolExecutor(workers, thread_name_prefix="xpconv")
@@ -91,14 +107,14 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return pool
 
 
-def workers_for(xp) -> int:
+def workers_for(xp: ModuleType) -> int:
     """How many chunks run at once for arrays of module ``xp``."""
     if xp is not np or _controller() is None:
         return 1
     return cpu_workers()
 
 
-def blas_single_threaded(xp):
+def blas_single_threaded(xp: ModuleType) -> contextlib.AbstractContextManager[Any]:
     """A context for a whole kernel call that runs its chunks on worker threads: the BLAS is held
     to one thread throughout, also for the small products made outside the chunks (a Winograd
     filter transform).  A BLAS call left at two threads wakes the BLAS's own threads, which then
@@ -109,7 +125,12 @@ def blas_single_threaded(xp):
     return _controller().limit(limits=1, user_api="blas")
 
 
-def map_chunks(xp, fn, chunks, consume=None) -> None:
+def map_chunks(
+    xp: ModuleType,
+    fn: Callable[[slice], Any],
+    chunks: list[slice],
+    consume: Callable[[Any], None] | None = None,
+) -> None:
     """``fn(chunk)`` for every chunk, on ``workers_for(xp)`` threads when above one; each result
     is handed to ``consume`` in chunk order as soon as it and those before it are done, so that
     sums over chunks do not depend on thread timing and results are not all held at once."""
@@ -130,3 +151,17 @@ def reset() -> None:
         if _state["pool"] is not None and _state["pid"] == os.getpid():
             _state["pool"].shutdown(wait=False)
         _state.update(pid=None, pool=None, workers=0, controller=None)
+
+
+def _join_pool_before_fork() -> None:
+    """Stop the pool and wait for its threads (a call in progress on another thread finishes
+    first), so that ``fork`` copies a single-threaded process."""
+    with _lock:
+        pool = _state["pool"]
+        if pool is not None and _state["pid"] == os.getpid():
+            pool.shutdown(wait=True)
+        _state.update(pool=None, workers=0)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_join_pool_before_fork)

@@ -7,10 +7,13 @@ the padded input, so no Python loop ever runs over output positions.  For kernel
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from ._geometry import ConvGeometry
+from ._types import Array
 
 
-def pad_input(xp, x, g: ConvGeometry, out=None):
+def pad_input(xp: ModuleType, x: Array, g: ConvGeometry, out: Array | None = None) -> Array:
     """Zero-pad an NCHW batch: (B, C, H, W) -> (B, C, H + top + bottom, W + left + right).
 
     Writes into ``out`` when given (any contents), else into a new array.
@@ -19,17 +22,16 @@ def pad_input(xp, x, g: ConvGeometry, out=None):
     if not any(g.pad):
         return x
     hp, wp = g.padded
-    if out is None:
-        out = xp.empty((x.shape[0], g.c, hp, wp), dtype=x.dtype)
-    out[:, :, :top] = 0
-    out[:, :, hp - bottom :] = 0
-    out[:, :, :, :left] = 0
-    out[:, :, :, wp - right :] = 0
-    out[:, :, top : top + g.h, left : left + g.w] = x
-    return out
+    x_pad = xp.empty((x.shape[0], g.c, hp, wp), dtype=x.dtype) if out is None else out
+    x_pad[:, :, :top] = 0
+    x_pad[:, :, hp - bottom :] = 0
+    x_pad[:, :, :, :left] = 0
+    x_pad[:, :, :, wp - right :] = 0
+    x_pad[:, :, top : top + g.h, left : left + g.w] = x
+    return x_pad
 
 
-def im2col(xp, x_pad, g: ConvGeometry, out=None):
+def im2col(xp: ModuleType, x_pad: Array, g: ConvGeometry, out: Array | None = None) -> Array:
     """Patches of a padded batch: (B, C, Hp, Wp) -> (B, C, kh, kw, oh, ow).
 
     ``reshape(B, G, Cg·kh·kw, oh·ow)`` then gives each sample's patch matrix per group.
@@ -47,7 +49,7 @@ def im2col(xp, x_pad, g: ConvGeometry, out=None):
     return cols
 
 
-def col2im(xp, cols, g: ConvGeometry, out=None):
+def col2im(xp: ModuleType, cols: Array, g: ConvGeometry, out: Array | None = None) -> Array:
     """Adjoint of :func:`im2col`: (B, C, kh, kw, oh, ow) -> (B, C, H, W), summing overlaps.
 
     Each kernel offset adds its strided window back with ``+=`` (no scatter with

@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +39,7 @@ from ._chunking import batch_chunks
 from ._geometry import ConvGeometry
 from ._parallel import map_chunks
 from ._patches import pad_input
+from ._types import Array, DTypeLike
 from ._workspace import scratch
 from .bias import add_bias, bias_grad
 
@@ -97,7 +101,7 @@ def _kron(m: int, which: str, dtype: str) -> np.ndarray:
     return np.ascontiguousarray(k.astype(dtype))
 
 
-def constant(xp, build, *args):
+def constant(xp: ModuleType, build: Callable[..., np.ndarray], *args: Any) -> Array:
     """The host array ``build(*args)`` (a cached builder) as an ``xp`` array on the current device.
 
     On CuPy each constant — a transform matrix, a tile index — is copied to a device once and
@@ -114,10 +118,10 @@ def constant(xp, build, *args):
     return array
 
 
-_device_constants: dict = {}
+_device_constants: dict[tuple[Any, ...], Array] = {}
 
 
-def kron(xp, m: int, which: str, dtype) -> object:
+def kron(xp: ModuleType, m: int, which: str, dtype: DTypeLike) -> Array:
     """``Bᵀ⊗Bᵀ`` (``"input"``), ``Aᵀ⊗Aᵀ`` (``"output"``) or ``G⊗G`` (``"filter"``) as an ``xp`` array."""
     return constant(xp, _kron, m, which, np.dtype(dtype).name)
 
@@ -127,14 +131,14 @@ def tiles(out_size: int, m: int) -> int:
     return -(-out_size // m)
 
 
-def transform_filter(xp, weight, m: int):
+def transform_filter(xp: ModuleType, weight: Array, m: int) -> Array:
     """``G w Gᵀ`` for every (output, input) channel pair: (O, C, 3, 3) -> (a², O, C)."""
     o, c = weight.shape[:2]
     w = weight.reshape(o * c, R * R).T  # (O, C, 3, 3) -> (9, O·C)
     return xp.matmul(kron(xp, m, "filter", weight.dtype), w).reshape(-1, o, c)  # (a², 9) @ (9, O·C) -> (a², O, C)
 
 
-def filter_gradient(xp, grad_transformed, m: int):
+def filter_gradient(xp: ModuleType, grad_transformed: Array, m: int) -> Array:
     """Adjoint of :func:`transform_filter`: (a², O, C) -> (O, C, 3, 3), ``Gᵀ dW G`` per pair."""
     a2, o, c = grad_transformed.shape
     gg = kron(xp, m, "filter", grad_transformed.dtype)  # (a², 9)
@@ -170,7 +174,7 @@ def output_tile_index(oh: int, ow: int, batch: int, m: int, th: int, tw: int) ->
     return (((p * m + q) * batch + b) * th * tw + s * tw + t).reshape(-1)
 
 
-def take_into(xp, source, index, out):
+def take_into(xp: ModuleType, source: Array, index: Array, out: Array) -> Array:
     """``out[..., k] = source[..., index[k]]`` along the last axis (indices known to be in range).
 
     NumPy's default ``mode="raise"`` first copies ``out`` into a temporary (so that a bad index
@@ -239,7 +243,9 @@ def _scratch_per_sample(g: ConvGeometry, g_tiles: ConvGeometry, th: int, tw: int
 _ALL_ONES_FREQUENCY = 1 * (TILE + 2) + 1
 
 
-def winograd_forward(xp, x, weight, bias, y, g: ConvGeometry, limit: int):
+def winograd_forward(
+    xp: ModuleType, x: Array, weight: Array, bias: Array | None, y: Array, g: ConvGeometry, limit: int
+) -> None:
     """Per chunk: tiles, input transform, a² GEMMs ``(O, C) @ (C, B·T)``, output transform with
     the bias, written into ``y``."""
     m, acc = TILE, y.dtype
@@ -268,7 +274,9 @@ def winograd_forward(xp, x, weight, bias, y, g: ConvGeometry, limit: int):
     map_chunks(xp, run, batch_chunks(g.n, per_sample, limit, xp))
 
 
-def winograd_weight_gradient(xp, grad_output, x, grad_w, grad_b, g: ConvGeometry, limit: int):
+def winograd_weight_gradient(
+    xp: ModuleType, grad_output: Array, x: Array, grad_w: Array, grad_b: Array | None, g: ConvGeometry, limit: int
+) -> None:
     """Weight and bias gradients, added into ``grad_w`` and ``grad_b`` (unless ``None``), as the
     adjoint of :func:`winograd_forward` with respect to the weight: ``grad_output``'s tiles
     through ``Aᵀ⊗Aᵀ`` transposed, one GEMM per frequency with the input tiles, then ``Gᵀ dW G``."""

@@ -13,8 +13,11 @@ from __future__ import annotations
 import math
 import threading
 import weakref
+from types import ModuleType
 
 import numpy as np
+
+from ._types import Array, DTypeLike
 
 MAX_CACHED_BYTES = 16 * 2**20
 
@@ -25,7 +28,7 @@ class _Buffers:
     __slots__ = ("slots", "__weakref__")
 
     def __init__(self):
-        self.slots = {}
+        self.slots: dict[str, np.ndarray] = {}
 
 
 _local = threading.local()
@@ -33,7 +36,7 @@ _every_thread: weakref.WeakSet = weakref.WeakSet()  # so that release() reaches 
 _lock = threading.Lock()
 
 
-def scratch(xp, slot: str, shape, dtype):
+def scratch(xp: ModuleType, slot: str, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
     """An uninitialised array of ``shape``/``dtype``; its contents are garbage."""
     if xp is not np:
         return xp.empty(shape, dtype=dtype)
@@ -51,7 +54,7 @@ def scratch(xp, slot: str, shape, dtype):
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
-def release():
+def release() -> None:
     """Drop every thread's cached buffers (they are reallocated on next use)."""
     with _lock:
         for buffers in list(_every_thread):

@@ -6,21 +6,23 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from ._backend import device_scope
 from ._checks import check_arrays, compute_dtype, normalize_axis
-from ._types import Array
+from ._types import Array, DTypeLike
 
 __all__ = ["bias_add", "bias_backward"]
 
 
-def add_bias(xp, x: Array, bias: Array, axis: int, out: Array | None = None) -> Array:
+def add_bias(xp: ModuleType, x: Array, bias: Array, axis: int, out: Array | None = None) -> Array:
     """``x + bias`` along ``axis`` (non-negative), into ``out`` when given; no checks."""
     shape = [1] * x.ndim
     shape[axis] = bias.shape[0]
     return xp.add(x, bias.reshape(shape), out=out)  # (F,) -> (1, F, 1, ...): broadcast along every other axis
 
 
-def bias_grad(grad_output: Array, axis: int, dtype) -> Array:
+def bias_grad(grad_output: Array, axis: int, dtype: DTypeLike) -> Array:
     """``grad_output`` summed over every axis but ``axis``, accumulated in ``dtype``; no checks."""
     others = tuple(a for a in range(grad_output.ndim) if a != axis)
     return grad_output.sum(axis=others, dtype=dtype)

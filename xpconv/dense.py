@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from ._backend import device_scope
-from ._checks import check_arrays, compute_dtype
+from ._checks import as_bool, check_arrays, compute_dtype
 from ._types import Array, Gradients
 from .bias import add_bias, bias_grad
 
@@ -59,6 +59,7 @@ def dense_backward(grad_output: Array, x: Array, weight: Array, *, with_bias: bo
     expected = (x.shape[0], weight.shape[0])
     if tuple(grad_output.shape) != expected:
         raise ValueError(f"grad_output must have the forward output's shape {expected}, got {tuple(grad_output.shape)}")
+    with_bias = as_bool(with_bias, "with_bias")
     acc = compute_dtype(dtype)
     with device_scope(x):
         g = grad_output.astype(acc, copy=False)

@@ -4,8 +4,10 @@ that ships with scikit-learn.  Nothing is ever downloaded."""
 from __future__ import annotations
 
 import gzip
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +26,7 @@ class DigitData:
     description: str
 
 
-def read_idx(path, kind: str) -> np.ndarray:
+def read_idx(path: str | os.PathLike[str], kind: str) -> np.ndarray:
     """Read one IDX file (raw or gzip) holding ``kind`` = ``"images"`` (3-D) or ``"labels"`` (1-D)."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
@@ -83,7 +85,9 @@ def _standardise(train, test):
     return (train - mean) / std, (test - mean) / std
 
 
-def load_mnist(folder, train_count: int = 8000, *, count_name: str = "train_count") -> DigitData:
+def load_mnist(
+    folder: str | os.PathLike[str], train_count: int = 8000, *, count_name: str = "train_count"
+) -> DigitData:
     """MNIST-format data from ``folder``.
 
     The ``train-*`` pair trains and the ``t10k-*`` pair tests.  With only the ``t10k-*``
@@ -91,6 +95,8 @@ def load_mnist(folder, train_count: int = 8000, *, count_name: str = "train_coun
     an error about ``train_count`` calls it (the command line passes ``--train-count``).
     """
     folder = Path(folder)
+    if folder.is_file():
+        raise NotADirectoryError(f"{folder} is a file, not a folder of MNIST IDX files")
     if not folder.is_dir():
         raise FileNotFoundError(f"data folder not found: {folder}")
     train, test = _pair(folder, "train"), _pair(folder, "t10k")
@@ -123,7 +129,7 @@ def load_sklearn_digits(test_fraction: float = 0.2, seed: int = 0) -> DigitData:
             "without --data, xpconv train uses scikit-learn's digits: pip install xpconv[examples], "
             "or pass --data DIR with MNIST IDX files"
         ) from None
-    digits = load_digits()
+    digits: Any = load_digits()  # a scikit-learn Bunch
     images = (digits.images * (255.0 / 16.0)).astype(np.uint8)  # 0..16 -> 0..255
     order = np.random.default_rng(seed).permutation(len(images))
     n_test = int(len(images) * test_fraction)

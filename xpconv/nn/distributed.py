@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Iterator
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -29,7 +31,7 @@ from .layers import Parameter
 MPI_HINT = 'pip install -e ".[mpi]"'
 
 
-def import_mpi():
+def import_mpi() -> Any:
     """mpi4py's ``MPI`` module, or ``ModuleNotFoundError`` naming the extra that brings it."""
     try:
         from mpi4py import MPI
@@ -45,7 +47,7 @@ class ConfigurationMismatch(ValueError):
 class Communicator:
     """The ranks of one data-parallel job, on an mpi4py communicator (default ``COMM_WORLD``)."""
 
-    def __init__(self, comm=None):
+    def __init__(self, comm: Any = None) -> None:
         mpi = import_mpi()
         self.mpi = mpi
         self.comm = mpi.COMM_WORLD if comm is None else comm
@@ -86,7 +88,7 @@ class Communicator:
         (the loss, carried in the first buffer's last element) and return that sum."""
         total = 0.0
         for k, group in enumerate(_by_dtype(parameters, need_grad=True)):
-            dtype = group[0].grad.dtype
+            dtype = cast(Array, group[0].grad).dtype  # _by_dtype left out parameters without a gradient
             buffer = _pack([p.grad for p in group], dtype, extra_slots=1 if k == 0 else 0)
             buffer *= dtype.type(weight)
             if k == 0:
@@ -117,7 +119,7 @@ class Communicator:
 
 
 @contextlib.contextmanager
-def abort_on_error(communicator: Communicator | None, code: int = 2, stream=None):
+def abort_on_error(communicator: Communicator | None, code: int = 2, stream: IO[str] | None = None) -> Iterator[None]:
     """Run the body; if it raises on this rank, print one line and ``MPI_Abort`` the whole job,
     so that no other rank waits forever in a collective.  (Without a communicator, or with one
     rank, the exception propagates as usual.)"""
@@ -126,9 +128,9 @@ def abort_on_error(communicator: Communicator | None, code: int = 2, stream=None
     except BaseException as exc:
         if communicator is None or communicator.size == 1 or isinstance(exc, SystemExit | ConfigurationMismatch):
             raise  # a mismatch is found by every rank together: no rank is left waiting
-        stream = sys.stderr if stream is None else stream
-        stream.write(f"xpconv train: rank {communicator.rank} failed, ending the job: {type(exc).__name__}: {exc}\n")
-        stream.flush()
+        out = sys.stderr if stream is None else stream
+        out.write(f"xpconv train: rank {communicator.rank} failed, ending the job: {type(exc).__name__}: {exc}\n")
+        out.flush()
         communicator.abort(code)
 
 

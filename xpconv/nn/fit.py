@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._backend import device_scope, to_device, to_numpy
-from .._types import Device
+from .._types import Device, DTypeLike
 from .data import DigitData
-from .layers import Conv2D, Dense, Dropout, Flatten, Sequential, Tanh
+from .layers import Conv2D, Dense, Dropout, Flatten, Layer, Sequential, Tanh
 from .loss import SoftmaxCrossEntropy
 from .optim import SGD
+
+if TYPE_CHECKING:
+    from .distributed import Communicator
 
 
 def book_network(
@@ -21,7 +26,7 @@ def book_network(
     width: int,
     *,
     device: Device | None = None,
-    dtype="float32",
+    dtype: DTypeLike = "float32",
     seed: int = 0,
     dropout: float = 0.2,
     dropout_seed: int | None = None,
@@ -52,12 +57,12 @@ class EpochStats:
 class Progress:
     """A one-line text progress bar on ``stream`` (stderr by default)."""
 
-    def __init__(self, total: int, label: str, stream=None, width: int = 30):
+    def __init__(self, total: int, label: str, stream: IO[str] | None = None, width: int = 30) -> None:
         self.total, self.label, self.width = total, label, width
         self.stream = sys.stderr if stream is None else stream
         self.start = time.perf_counter()
 
-    def update(self, done: int, extra: str = ""):
+    def update(self, done: int, extra: str = "") -> None:
         filled = int(self.width * done / max(self.total, 1))
         rate = done / max(time.perf_counter() - self.start, 1e-9)
         self.stream.write(
@@ -66,29 +71,36 @@ class Progress:
         )
         self.stream.flush()
 
-    def close(self):
+    def close(self) -> None:
         self.stream.write("\n")
         self.stream.flush()
 
 
-def evaluate(model, images, labels, device, batch_size: int = 500, communicator=None) -> float:
+def evaluate(
+    model: Layer,
+    images: np.ndarray,
+    labels: np.ndarray,
+    device: Device,
+    batch_size: int = 500,
+    communicator: Communicator | None = None,
+) -> float:
     """Accuracy of ``model`` (in evaluation mode) on host arrays ``images``/``labels``; with a
     communicator each rank evaluates its share and the counts are summed, so every rank reports
     the same accuracy."""
     model.eval()
     if communicator is not None:
         images, labels = (np.array_split(a, communicator.size)[communicator.rank] for a in (images, labels))
-    correct = 0
+    correct = 0.0
     for start in range(0, len(images), batch_size):
         logits = model.forward(to_device(images[start : start + batch_size], device))
-        correct += int((to_numpy(logits).argmax(axis=1) == labels[start : start + batch_size]).sum())
-    count = len(images)
+        correct += float((to_numpy(logits).argmax(axis=1) == labels[start : start + batch_size]).sum())
+    count = float(len(images))
     if communicator is not None:
         correct, count = communicator.sum(correct, count)
-    return correct / max(count, 1)
+    return correct / max(count, 1.0)
 
 
-def describe_run(model, data: DigitData, **settings) -> dict:
+def describe_run(model: Layer, data: DigitData, **settings: Any) -> dict[str, Any]:
     """What every rank of a distributed run must agree on: settings, parameter shapes and dtypes, data sizes."""
     shapes = [(p.name, tuple(p.value.shape), str(p.value.dtype)) for p in model.parameters()]
     sizes = {"train images": data.train_images.shape, "test images": data.test_images.shape}
@@ -96,7 +108,7 @@ def describe_run(model, data: DigitData, **settings) -> dict:
 
 
 def fit(
-    model,
+    model: Layer,
     data: DigitData,
     *,
     device: Device,
@@ -106,8 +118,8 @@ def fit(
     momentum: float = 0.9,
     seed: int = 0,
     progress: bool = True,
-    log=print,
-    communicator=None,
+    log: Callable[..., None] = print,
+    communicator: Communicator | None = None,
 ) -> list[EpochStats]:
     """Train with softmax cross-entropy and SGD with momentum; one line of stats per epoch.
 

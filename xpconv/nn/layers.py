@@ -10,18 +10,20 @@ public kernels and hold no copy of the math.  Parameters live on one device, cho
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from .._backend import array_namespace, device_of, device_scope, is_array, resolve_device, to_device
-from .._types import Array, Device, Gradients
+from .._checks import as_pair, as_positive_int
+from .._types import Algorithm, Array, Device, DTypeLike, Gradients, IntPair, Padding
 from ..conv import ALGORITHMS, conv2d, conv2d_backward
 from ..dense import dense, dense_backward
 
 __all__ = ["Conv2D", "Dense", "Dropout", "Flatten", "Layer", "Parameter", "ReLU", "Sequential", "Tanh"]
 
 
-def _check_input(layer: Layer, x) -> None:
+def _check_input(layer: Layer, x: object) -> None:
     if not is_array(x):
         raise TypeError(f"{type(layer).__name__}.forward: x must be a NumPy or CuPy array, got {type(x).__name__}")
 
@@ -29,12 +31,12 @@ def _check_input(layer: Layer, x) -> None:
 class Parameter:
     """A trainable array and the gradient the last ``backward`` left for it."""
 
-    def __init__(self, value: Array, name: str):
+    def __init__(self, value: Array, name: str) -> None:
         self.value = value
         self.grad: Array | None = None
         self.name = name
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Parameter({self.name}, shape={tuple(self.value.shape)}, dtype={self.value.dtype})"
 
 
@@ -53,29 +55,40 @@ class Layer:
     def eval(self) -> Layer:
         return self.train(False)
 
+    def forward(self, x: Array) -> Array:
+        """The layer's output for the batch ``x``."""
+        raise NotImplementedError(f"{type(self).__name__} does not define forward")
+
+    def backward(self, grad_output: Array) -> Array:
+        """The gradient with respect to the last ``forward``'s input, for ``grad_output``."""
+        raise NotImplementedError(f"{type(self).__name__} does not define backward")
+
     def __call__(self, x: Array) -> Array:
         return self.forward(x)
 
 
 class _ParameterLayer(Layer):
-    def __init__(self, device: Device | None, dtype, seed):
+    weight: Parameter
+    bias: Parameter | None
+
+    def __init__(self, device: Device | None, dtype: DTypeLike, seed: int | None):
         self.device = resolve_device(device)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float16, np.float32, np.float64):
             raise TypeError(f"dtype must be float16, float32 or float64, got {dtype!r}")
         self._rng = np.random.default_rng(seed)
-        self._x = None
+        self._x: Array | None = None
 
-    def _init(self, shape, fan_in, fan_out, name) -> Parameter:
+    def _init(self, shape: tuple[int, ...], fan_in: int, fan_out: int, name: str) -> Parameter:
         """Glorot (Xavier) uniform: U(-a, a) with a = sqrt(6 / (fan_in + fan_out))."""
         limit = math.sqrt(6.0 / (fan_in + fan_out))
         host = self._rng.uniform(-limit, limit, size=shape).astype(self.dtype)
         return Parameter(to_device(host, self.device), name)
 
-    def _zeros(self, n, name) -> Parameter:
+    def _zeros(self, n: int, name: str) -> Parameter:
         return Parameter(to_device(np.zeros(n, self.dtype), self.device), name)
 
-    def _check_device(self, x) -> None:
+    def _check_device(self, x: object) -> None:
         _check_input(self, x)
         where = device_of(x)
         if where != self.device:
@@ -109,23 +122,27 @@ class Conv2D(_ParameterLayer):
         out_channels: int,
         kernel_size: int | tuple[int, int],
         *,
-        stride=1,
-        padding=0,
-        dilation=1,
+        stride: IntPair = 1,
+        padding: Padding = 0,
+        dilation: IntPair = 1,
         groups: int = 1,
         bias: bool = True,
         device: Device | None = None,
-        dtype="float32",
-        seed=None,
-        algorithm: str = "auto",
-    ):
+        dtype: DTypeLike = "float32",
+        seed: int | None = None,
+        algorithm: Algorithm = "auto",
+    ) -> None:
         super().__init__(device, dtype, seed)
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        in_channels = as_positive_int(in_channels, "in_channels")
+        out_channels = as_positive_int(out_channels, "out_channels")
+        kh, kw = as_pair(kernel_size, "kernel_size", minimum=1)
+        groups = as_positive_int(groups, "groups")
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
-        self.hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, algorithm=algorithm)
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        self.algorithm: Algorithm = algorithm
         cg, og = in_channels // groups, out_channels // groups
         self.weight = self._init((out_channels, cg, kh, kw), cg * kh * kw, og * kh * kw, "weight")
         self.bias = self._zeros(out_channels, "bias") if bias else None
@@ -133,13 +150,22 @@ class Conv2D(_ParameterLayer):
     def forward(self, x: Array) -> Array:
         self._check_device(x)
         self._x = x
-        return conv2d(x, self.weight.value, None if self.bias is None else self.bias.value, **self.hyper)
+        bias = None if self.bias is None else self.bias.value
+        return conv2d(x, self.weight.value, bias, **self._hyperparameters())
 
     def backward(self, grad_output: Array) -> Array:
-        grads = conv2d_backward(
-            grad_output, self._saved_input(), self.weight.value, with_bias=self.bias is not None, **self.hyper
-        )
+        x, with_bias = self._saved_input(), self.bias is not None
+        grads = conv2d_backward(grad_output, x, self.weight.value, with_bias=with_bias, **self._hyperparameters())
         return self._keep(grads)
+
+    def _hyperparameters(self) -> dict[str, Any]:
+        return dict(
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            algorithm=self.algorithm,
+        )
 
 
 class Dense(_ParameterLayer):
@@ -152,10 +178,12 @@ class Dense(_ParameterLayer):
         *,
         bias: bool = True,
         device: Device | None = None,
-        dtype="float32",
-        seed=None,
-    ):
+        dtype: DTypeLike = "float32",
+        seed: int | None = None,
+    ) -> None:
         super().__init__(device, dtype, seed)
+        in_features = as_positive_int(in_features, "in_features")
+        out_features = as_positive_int(out_features, "out_features")
         self.weight = self._init((out_features, in_features), in_features, out_features, "weight")
         self.bias = self._zeros(out_features, "bias") if bias else None
 
@@ -212,15 +240,15 @@ class Dropout(Layer):
     Each layer keeps one random generator per device, built on first use there from ``seed``.
     """
 
-    def __init__(self, p: float = 0.5, *, seed=None):
+    def __init__(self, p: float = 0.5, *, seed: int | None = None) -> None:
         if not 0.0 <= p < 1.0:
             raise ValueError(f"p must be in [0, 1), got {p!r}")
         self.p = float(p)
         self._seed = seed
-        self._rngs: dict[str, object] = {}
-        self._mask = None
+        self._rngs: dict[str, Any] = {}  # device -> numpy or cupy random Generator
+        self._mask: Array | None = None
 
-    def _generator(self, xp, device: Device):
+    def _generator(self, xp: Any, device: Device) -> Any:
         rng = self._rngs.get(device)
         if rng is None:  # built once per device: on a GPU each one allocates and seeds cuRAND states
             rng = self._rngs[device] = xp.random.default_rng(self._seed)
@@ -245,7 +273,7 @@ class Dropout(Layer):
 
 
 class Sequential(Layer):
-    def __init__(self, *layers: Layer):
+    def __init__(self, *layers: Layer) -> None:
         self.layers = list(layers)
 
     def parameters(self) -> list[Parameter]:

@@ -20,7 +20,16 @@ class SoftmaxCrossEntropy:
             raise ValueError(
                 f"logits must be (N, classes) and labels (N,), got {tuple(logits.shape)} and {tuple(labels.shape)}"
             )
+        if labels.dtype.kind not in "iu":
+            raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
+        classes = logits.shape[1]
         with device_scope(logits):
+            # one reduction, on the device; the comparison's result comes to the host once
+            if labels.size and bool(((labels < 0) | (labels >= classes)).any()):
+                raise ValueError(
+                    f"labels must be class indices in [0, {classes}) for logits with {classes} classes, "
+                    f"got values from {int(labels.min())} to {int(labels.max())}"
+                )
             shifted = logits - logits.max(axis=1, keepdims=True)
             log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
             rows = xp.arange(logits.shape[0])

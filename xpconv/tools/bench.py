@@ -13,18 +13,22 @@ slow moment of a shared machine does not skew every row.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import math
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .._backend import array_namespace, namespace_for, parse_device, to_device, to_numpy
 from .._geometry import ConvGeometry, conv_geometry
 from .._parallel import workers_for
+from .._types import Algorithm, Array, Device
 from ..bias import bias_add, bias_backward
 from ..conv import choose_algorithm, conv2d, conv2d_backward
 from ..dense import dense, dense_backward
@@ -97,7 +101,7 @@ def parse_shapes(text: str | None, full: bool = False) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def expected_seconds(names, min_seconds: float, with_torch: bool, book: str) -> float:
+def expected_seconds(names: Iterable[str], min_seconds: float, with_torch: bool, book: str) -> float:
     """A rough duration of :func:`run` on 2 cores, announced before it starts."""
     total = 2.0  # imports and the first ceiling
     for name in names:
@@ -111,7 +115,7 @@ def expected_seconds(names, min_seconds: float, with_torch: bool, book: str) -> 
     return total
 
 
-def on_device(device: str):
+def on_device(device: Device) -> contextlib.AbstractContextManager[Any]:
     """A context in which ``device`` is current (CuPy launches kernels on the current device)."""
     kind, index = parse_device(device)
     if kind == "cpu":
@@ -119,7 +123,7 @@ def on_device(device: str):
     return namespace_for(device).cuda.Device(index)
 
 
-def synchronizer(device: str):
+def synchronizer(device: Device) -> Callable[[], None]:
     """A function that waits for the device to finish (a no-op on the CPU)."""
     kind, index = parse_device(device)
     if kind == "cpu":
@@ -127,7 +131,15 @@ def synchronizer(device: str):
     return namespace_for(device).cuda.Device(index).synchronize
 
 
-def median_time(fn, sync=lambda: None, *, min_repeats=5, min_seconds=0.5, max_repeats=200, warmup=1) -> float:
+def median_time(
+    fn: Callable[[], object],
+    sync: Callable[[], None] = lambda: None,
+    *,
+    min_repeats: int = 5,
+    min_seconds: float = 0.5,
+    max_repeats: int = 200,
+    warmup: int = 1,
+) -> float:
     """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls.
 
     A short pause first lets the BLAS/OpenMP worker threads of the previous measurement
@@ -138,7 +150,8 @@ def median_time(fn, sync=lambda: None, *, min_repeats=5, min_seconds=0.5, max_re
     for _ in range(warmup):
         fn()
         sync()
-    times, start = [], time.perf_counter()
+    times: list[float] = []
+    start = time.perf_counter()
     while len(times) < min_repeats or (time.perf_counter() - start < min_seconds and len(times) < max_repeats):
         t0 = time.perf_counter()
         fn()
@@ -147,11 +160,18 @@ def median_time(fn, sync=lambda: None, *, min_repeats=5, min_seconds=0.5, max_re
     return statistics.median(times)
 
 
-def side_by_side(*fns, sync=lambda: None, rounds=3, min_seconds=0.5, min_repeats=5, log=None) -> list[float]:
+def side_by_side(
+    *fns: Callable[[], object],
+    sync: Callable[[], None] = lambda: None,
+    rounds: int = 3,
+    min_seconds: float = 0.5,
+    min_repeats: int = 5,
+    log: Callable[[str], None] | None = None,
+) -> list[float]:
     """Median times of ``fns`` measured in alternating rounds, so that a slow spell of this
     shared machine hits them all; each is the median of its per-round medians.  ``log``, when
     given, hears of every round that took more than 2 s (so that a long row shows progress)."""
-    times = [[] for _ in fns]
+    times: list[list[float]] = [[] for _ in fns]
     for k in range(rounds):
         start = time.perf_counter()
         for fn, bucket in zip(fns, times, strict=True):
@@ -161,7 +181,7 @@ def side_by_side(*fns, sync=lambda: None, rounds=3, min_seconds=0.5, min_repeats
     return [statistics.median(t) for t in times]
 
 
-def matmul_gflops(device="cpu", dtype="float32", size=2048) -> float:
+def matmul_gflops(device: Device = "cpu", dtype: str = "float32", size: int = 2048) -> float:
     """GFLOP/s of one large square matmul: the machine's practical ceiling."""
     xp = namespace_for(device)
     a = to_device(np.random.default_rng(0).standard_normal((size, size)).astype(dtype), device)
@@ -190,7 +210,9 @@ class Ceiling:
 # --- inputs and the callables each benchmark times ------------------------------------------
 
 
-def conv_inputs(shape: ConvShape, device="cpu", dtype="float32", seed=0, n=None):
+def conv_inputs(
+    shape: ConvShape, device: Device = "cpu", dtype: str = "float32", seed: int = 0, n: int | None = None
+) -> list[Array]:
     """Random ``x, weight, bias, grad_output`` on ``device`` (standard normal, never zeros)."""
     rng = np.random.default_rng(seed)
     g = shape.geometry(n)
@@ -203,7 +225,9 @@ def conv_inputs(shape: ConvShape, device="cpu", dtype="float32", seed=0, n=None)
     return [to_device(a.astype(dtype), device) for a in host]
 
 
-def conv_op(op: str, shape: ConvShape, x, w, b, go, algorithm: str = "auto"):
+def conv_op(
+    op: str, shape: ConvShape, x: Array, w: Array, b: Array, go: Array, algorithm: Algorithm = "auto"
+) -> Callable[[], object]:
     """The xpconv call that benchmark ``op`` times."""
     kw = {**shape.kwargs, "algorithm": algorithm}
     if op == "conv2d-forward":
@@ -213,7 +237,9 @@ def conv_op(op: str, shape: ConvShape, x, w, b, go, algorithm: str = "auto"):
     return lambda: (conv2d(x, w, b, **kw), conv2d_backward(go, x, w, **kw))
 
 
-def book_op(op: str, shape: ConvShape, x, w, b, go):
+def book_op(
+    op: str, shape: ConvShape, x: np.ndarray, w: np.ndarray, b: np.ndarray, go: np.ndarray
+) -> tuple[Callable[[], object], int]:
     """The book's approach (:mod:`xpconv.tools.book`, a Python loop over output positions): the
     forward, and for the backward rows the weight gradient (all its ``_param_grad`` does;
     it has no correct input gradient).  Returns ``(callable, passes it computes)``."""
@@ -233,7 +259,9 @@ def torch_available() -> bool:
     return True
 
 
-def torch_op(op: str, shape: ConvShape, x, w, b, go, device="cpu"):
+def torch_op(
+    op: str, shape: ConvShape, x: Array, w: Array, b: Array, go: Array, device: Device = "cpu"
+) -> Callable[[], object] | None:
     """PyTorch's conv2d (autograd's own backward kernel; cuDNN on CUDA) on copies of the same
     inputs on the same device, or ``None`` without torch."""
     if not torch_available():
@@ -269,7 +297,9 @@ def set_torch_tf32(enabled: bool) -> None:
     torch.backends.cuda.matmul.allow_tf32 = enabled
 
 
-def dense_inputs(n, fin, fout, device="cpu", dtype="float32", seed=0):
+def dense_inputs(
+    n: int, fin: int, fout: int, device: Device = "cpu", dtype: str = "float32", seed: int = 0
+) -> list[Array]:
     rng = np.random.default_rng(seed)
     host = [
         rng.standard_normal((n, fin)),
@@ -280,17 +310,17 @@ def dense_inputs(n, fin, fout, device="cpu", dtype="float32", seed=0):
     return [to_device(a.astype(dtype), device) for a in host]
 
 
-def dense_step(x, w, b, go):
+def dense_step(x: Array, w: Array, b: Array, go: Array) -> Callable[[], object]:
     return lambda: (dense(x, w, b), dense_backward(go, x, w))
 
 
-def bare_matmuls(x, w, go):
+def bare_matmuls(x: Array, w: Array, go: Array) -> Callable[[], object]:
     """The three products a dense forward + backward needs, and nothing else."""
     xp = array_namespace(x, w, go)
     return lambda: (xp.matmul(x, w.T), xp.matmul(go, w), xp.matmul(go.T, x))
 
 
-def bias_step(x, b):
+def bias_step(x: Array, b: Array) -> Callable[[], object]:
     return lambda: (bias_add(x, b), bias_backward(x))
 
 
@@ -332,7 +362,14 @@ def _check_conv(shape, device, dtype) -> float:
 
 
 def run(
-    device="cpu", dtype="float32", shapes=None, *, book="smallest", torch=True, min_seconds=0.5, log=None
+    device: Device = "cpu",
+    dtype: str = "float32",
+    shapes: Sequence[str] | None = None,
+    *,
+    book: str = "smallest",
+    torch: bool = True,
+    min_seconds: float = 0.5,
+    log: Callable[[str], None] | None = None,
 ) -> BenchRun:
     """Benchmark every op on ``shapes`` (names from :data:`ALL_SHAPES`; default the quick set).
 
@@ -376,10 +413,9 @@ def _run(device, dtype, shapes, *, book, torch, min_seconds, log) -> BenchRun:
             log(f"[{step}/{total}] {op} {name} ({shape.describe()}, {dtype}, {device})")
             flops = PASSES[op] * flops1
             fn = conv_op(op, shape, *inputs)
-            if with_torch:
-                seconds, torch_seconds = side_by_side(
-                    fn, torch_op(op, shape, *inputs), sync=sync, min_seconds=min_seconds
-                )
+            torch_fn = torch_op(op, shape, *inputs) if with_torch else None
+            if torch_fn is not None:
+                seconds, torch_seconds = side_by_side(fn, torch_fn, sync=sync, min_seconds=min_seconds)
             else:
                 seconds, torch_seconds = median_time(fn, sync, min_seconds=min_seconds), None
             row = Result(op, name, seconds * 1e3, flops / seconds / 1e9, error=error, algorithm=algorithm)
@@ -412,7 +448,7 @@ def _run(device, dtype, shapes, *, book, torch, min_seconds, log) -> BenchRun:
             sync=sync,
             min_seconds=min_seconds,
             min_repeats=2 if big else 5,
-            log=lambda msg, s=step: log(f"[{s}/{total}]   {msg}"),
+            log=functools.partial(_log_row, log, f"[{step}/{total}]"),
         )
         flops = 3 * 2.0 * n * fin * fout
         run_.results.append(Result("dense", name, seconds * 1e3, flops / seconds / 1e9))
@@ -421,6 +457,10 @@ def _run(device, dtype, shapes, *, book, torch, min_seconds, log) -> BenchRun:
         for _ in range(3 - len(ceiling.samples)):
             ceiling.samples.append(matmul_gflops(device, dtype))
     return run_
+
+
+def _log_row(log: Callable[[str], None], prefix: str, msg: str) -> None:
+    log(f"{prefix}   {msg}")
 
 
 def format_table(results: list[Result], ceiling: float) -> str:
@@ -449,7 +489,7 @@ def cpu_threads() -> int:
     return workers_for(np)
 
 
-def as_json(run_: BenchRun, device, dtype) -> dict:
+def as_json(run_: BenchRun, device: Device, dtype: str) -> dict[str, Any]:
     import platform
 
     rows = [{**asdict(r), "torch_ratio": r.torch_ratio, "book_speedup": r.book_speedup} for r in run_.results]

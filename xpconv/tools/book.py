@@ -30,7 +30,7 @@ def _patches(x_pad, k, stride, oh, ow):
     return np.stack(patches)
 
 
-def book_conv2d(x, weight, *, stride=1, padding=0, groups=1):
+def book_conv2d(x: np.ndarray, weight: np.ndarray, *, stride: int = 1, padding: int = 0, groups: int = 1) -> np.ndarray:
     """Forward pass: patches (P, N, C, k, k) -> (N, G, P, Cg·k·k) @ (G, Cg·k·k, Og)."""
     n = x.shape[0]
     o, cg, k, _ = weight.shape
@@ -43,7 +43,9 @@ def book_conv2d(x, weight, *, stride=1, padding=0, groups=1):
     return out.transpose(0, 1, 3, 2).reshape(n, o, oh, ow)  # (N, G, P, Og) -> (N, G, Og, P) -> (N, O, oh, ow)
 
 
-def book_conv2d_weight_grad(grad_output, x, weight, *, stride=1, padding=0, groups=1):
+def book_conv2d_weight_grad(
+    grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, *, stride: int = 1, padding: int = 0, groups: int = 1
+) -> np.ndarray:
     """The book's ``_param_grad_matmul``, with patches and gradient both in (batch, position) order."""
     n = x.shape[0]
     o, cg, k, _ = weight.shape
@@ -51,8 +53,8 @@ def book_conv2d_weight_grad(grad_output, x, weight, *, stride=1, padding=0, grou
     oh, ow = grad_output.shape[2:]
     patches = _patches(_padded(x, padding), k, stride, oh, ow)
     patches = patches.reshape(oh * ow, n, groups, cg * k * k).transpose(2, 1, 0, 3)  # (P, N, C, k, k) -> (G, N, P, K)
-    patches = patches.reshape(groups, n * oh * ow, cg * k * k)  # (G, N, P, K) -> (G, N·P, K)
+    patches_2d = patches.reshape(groups, n * oh * ow, cg * k * k)  # (G, N, P, K) -> (G, N·P, K)
     grad = grad_output.reshape(n, groups, og, oh * ow).transpose(1, 0, 3, 2)  # (N, O, oh, ow) -> (G, N, P, Og)
     grad = grad.reshape(groups, n * oh * ow, og)  # (G, N, P, Og) -> (G, N·P, Og)
-    param_grad = np.matmul(patches.transpose(0, 2, 1), grad)  # (G, K, N·P) @ (G, N·P, Og) -> (G, K, Og)
+    param_grad = np.matmul(patches_2d.transpose(0, 2, 1), grad)  # (G, K, N·P) @ (G, N·P, Og) -> (G, K, Og)
     return param_grad.transpose(0, 2, 1).reshape(weight.shape)  # (G, K, Og) -> (G, Og, K) -> (O, Cg, k, k)

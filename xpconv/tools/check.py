@@ -7,13 +7,15 @@ The test suite uses the same table and the same function against its own plain-l
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .._backend import namespace_for, to_device, to_numpy
 from .._geometry import conv_geometry
-from .._types import Device
+from .._types import Algorithm, Array, ArrayLike, Device, IntPair, Padding
 from ..bias import bias_add, bias_backward
 from ..conv import conv2d, conv2d_backward
 from ..dense import dense, dense_backward
@@ -25,13 +27,15 @@ from .reference import reference_conv2d, reference_conv2d_backward, reference_de
 # accumulate in float32, and the result is rounded to float16 (unit roundoff 4.9e-4).
 TOLERANCE = {"float64": 1e-12, "float32": 1e-5, "float16": 2e-3}
 
-# name: (N, C, H, W, O, kh, kw, stride, padding, dilation, groups)
-CONFIGS = {
-    "book 5x5 same": (4, 1, 12, 12, 6, 5, 5, 1, "same", 1, 1),
-    "rect stride/dil": (3, 4, 11, 8, 6, 3, 2, (2, 1), (1, 2), (2, 1), 2),
-    "even same": (2, 3, 7, 10, 4, 4, 2, 1, "same", 1, 1),
-    "depthwise": (2, 6, 9, 9, 12, 3, 3, 2, 1, 1, 6),
-    "pointwise": (3, 8, 5, 6, 5, 1, 1, 1, 0, 1, 1),
+# name: (N, C, H, W, O, kh, kw, stride, padding, dilation, groups, algorithm)
+CONFIGS: dict[str, tuple[Any, ...]] = {
+    "book 5x5 same": (4, 1, 12, 12, 6, 5, 5, 1, "same", 1, 1, "im2col"),
+    "rect stride/dil": (3, 4, 11, 8, 6, 3, 2, (2, 1), (1, 2), (2, 1), 2, "im2col"),
+    "even same": (2, 3, 7, 10, 4, 4, 2, 1, "same", 1, 1, "im2col"),
+    "depthwise": (2, 6, 9, 9, 12, 3, 3, 2, 1, 1, 6, "im2col"),
+    "pointwise": (3, 8, 5, 6, 5, 1, 1, 1, 0, 1, 1, "im2col"),
+    "winograd 3x3": (2, 8, 10, 9, 6, 3, 3, 1, 1, 1, 1, "winograd"),
+    "winograd tiles": (1, 4, 7, 13, 5, 3, 3, 1, (2, 0), 1, 1, "winograd"),
 }
 DENSE = {"dense 7x20->9": (7, 20, 9)}
 
@@ -49,7 +53,7 @@ class Row:
         return bool(self.error <= self.tolerance)  # NaN fails
 
 
-def relative_error(actual, expected) -> float:
+def relative_error(actual: Array, expected: ArrayLike) -> float:
     """``max|actual - expected| / max|expected|`` in float64 (``actual`` on any device);
     ``inf`` when the shapes differ."""
     actual = to_numpy(actual).astype(np.float64)
@@ -66,12 +70,24 @@ def _inputs(rng, dtype, *shapes):
     return arrays, [a.astype(np.float64) for a in arrays]
 
 
-def conv_errors(x, weight, bias, grad_output, *, stride=1, padding=0, dilation=1, groups=1) -> dict[str, float]:
+def conv_errors(
+    x: Array,
+    weight: Array,
+    bias: Array | None,
+    grad_output: Array,
+    *,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    algorithm: Algorithm = "auto",
+) -> dict[str, float]:
     """Relative errors of conv2d and its three gradients (arrays on any device) against the
     float64 reference run on the same values; keys ``conv2d`` and ``conv2d_backward.<part>``."""
-    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    g = conv_geometry(x.shape, weight.shape, None if bias is None else bias.shape, **kw)
-    hyper = dict(stride=g.stride, pad=g.pad, dilation=g.dilation, groups=g.groups)
+    shape_args: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    g = conv_geometry(x.shape, weight.shape, None if bias is None else bias.shape, **shape_args)
+    kw = {**shape_args, "algorithm": algorithm}
+    hyper: dict[str, Any] = dict(stride=g.stride, pad=g.pad, dilation=g.dilation, groups=g.groups)
     xh, wh, bh, gh = (to_numpy(a).astype(np.float64) for a in (x, weight, bias, grad_output))
     errors = {"conv2d": relative_error(conv2d(x, weight, bias, **kw), reference_conv2d(xh, wh, bh, **hyper))}
     grads = conv2d_backward(grad_output, x, weight, **kw)
@@ -81,19 +97,19 @@ def conv_errors(x, weight, bias, grad_output, *, stride=1, padding=0, dilation=1
     return errors
 
 
-def run_check(device: Device = "cpu", dtypes=("float32", "float64"), seed: int = 0) -> list[Row]:
+def run_check(device: Device = "cpu", dtypes: Sequence[str] = ("float32", "float64"), seed: int = 0) -> list[Row]:
     """Every kernel and gradient on ``device`` for each dtype: a :class:`Row` per comparison."""
     namespace_for(device)  # fail early, with the helpful message, if the device is missing
     rng = np.random.default_rng(seed)
     rows = []
     for dtype in dtypes:
         tol = TOLERANCE[dtype]
-        for name, (n, c, h, w, o, kh, kw, s, p, d, grp) in CONFIGS.items():
+        for name, (n, c, h, w, o, kh, kw, s, p, d, grp, algorithm) in CONFIGS.items():
             host, _ = _inputs(rng, dtype, (n, c, h, w), (o, c // grp, kh, kw), (o,))
             geometry = conv_geometry(host[0].shape, host[1].shape, None, stride=s, padding=p, dilation=d, groups=grp)
             (go_host,), _ = _inputs(rng, dtype, geometry.output_shape)
             x, wt, b, go = (to_device(a, device) for a in (*host, go_host))
-            errors = conv_errors(x, wt, b, go, stride=s, padding=p, dilation=d, groups=grp)
+            errors = conv_errors(x, wt, b, go, stride=s, padding=p, dilation=d, groups=grp, algorithm=algorithm)
             rows += [Row(kernel, name, dtype, error, tol) for kernel, error in errors.items()]
         for name, (n, fin, fout) in DENSE.items():
             host, exact = _inputs(rng, dtype, (n, fin), (fout, fin), (fout,), (n, fout))
@@ -124,7 +140,7 @@ def format_rows(rows: list[Row]) -> str:
 
 def summary(rows: list[Row]) -> str:
     """One line: how many checks passed, and the worst error per dtype."""
-    worst = {}
+    worst: dict[str, float] = {}
     for r in rows:
         worst[r.dtype] = max(worst.get(r.dtype, 0.0), r.error)
     per_dtype = ", ".join(f"{dtype} worst {error:.1e}" for dtype, error in worst.items())

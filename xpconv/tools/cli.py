@@ -6,10 +6,13 @@ Every misuse ends in one line on stderr and exit status 2, before any long work 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +28,7 @@ def _blas() -> str:
         return "unknown"
 
 
-def cmd_info(args) -> int:
+def cmd_info(args: argparse.Namespace) -> int:
     from .._parallel import available_cores, thread_report
 
     cupy_version, gpus = gpu_report()
@@ -42,7 +45,7 @@ def cmd_info(args) -> int:
     return 0
 
 
-def cmd_check(args) -> int:
+def cmd_check(args: argparse.Namespace) -> int:
     from .check import format_rows, run_check, summary
 
     dtypes = args.dtype or ["float32", "float64"]
@@ -53,7 +56,7 @@ def cmd_check(args) -> int:
     return 0 if all(r.ok for r in rows) else 1
 
 
-def cmd_train(args) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
     from ..nn.data import load_mnist, load_sklearn_digits
     from ..nn.fit import book_network, fit
 
@@ -86,7 +89,11 @@ def cmd_train(args) -> int:
     say(data.description)
     _, _, h, w = data.train_images.shape
     model = book_network(h, w, device=device, seed=args.seed, dropout_seed=args.seed + 1 + 1000 * rank)
-    ranks = "" if communicator is None else f"; {communicator.size} processes, global batch {args.batch_size}"
+    ranks = (
+        ""
+        if communicator is None
+        else f"; {_count(communicator.size, 'process', 'processes')}, global batch {args.batch_size}"
+    )
     say(
         f"network: Conv2D(1->16, 5x5, same) -> Tanh -> Dropout(0.2) -> Flatten -> Dense({16 * h * w}->10) "
         f"on {device}; SGD lr={args.lr} momentum={args.momentum}, batch {args.batch_size}{ranks}"
@@ -118,7 +125,7 @@ def _check_output_path(path: str | None, option: str) -> None:
         raise PermissionError(f"{option} {path}: folder {folder} is not writable")
 
 
-def cmd_bench(args) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
     from . import bench
@@ -134,6 +141,8 @@ def cmd_bench(args) -> int:
     namespace_for(args.device)
     book = "none" if args.no_book else ("all" if args.full else "smallest")
     with_torch = bench.torch_available()
+    if args.tf32 is not None and parse_device(args.device)[0] == "cpu":
+        raise ValueError("--tf32 applies to PyTorch's cuDNN on CUDA only; drop it or pass --device cuda")
     if args.tf32 is not None and with_torch:
         bench.set_torch_tf32(args.tf32 == "on")
     seconds = bench.expected_seconds(names, args.min_seconds, with_torch, book)
@@ -174,24 +183,30 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be non-negative, got {text}")
-    return value
+def _number(parse: Callable[[str], Any], accept: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    """An argparse ``type``: ``parse(text)`` if ``accept`` takes it (NaN fails every comparison)."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    return convert
+
+
+_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+_non_negative_int = _number(int, lambda v: v >= 0, "a non-negative integer")
+_positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive finite number")
+_non_negative_float = _number(float, lambda v: v >= 0, "a non-negative number")
+_momentum = _number(float, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
 
 
 def _device(text: str) -> str:
@@ -206,8 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xpconv", description="Conv2D/dense/bias kernels for NumPy and CuPy")
     parser.add_argument("--version", action="version", version=f"xpconv {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="versions, cores, BLAS, worker threads and visible GPUs").set_defaults(func=cmd_info)
-    check = sub.add_parser("check", help="run every kernel against the float64 reference")
+    info_help = "versions, cores, BLAS, worker threads and visible GPUs"
+    sub.add_parser("info", help=info_help, description=f"Print the {info_help}.").set_defaults(func=cmd_info)
+    check = sub.add_parser(
+        "check",
+        help="run every kernel against the float64 reference",
+        description="Run every kernel and gradient (im2col and Winograd, dense, bias) on small random inputs "
+        "against the float64 reference; print the worst relative error of each and exit 1 if any is "
+        "beyond the tolerance table.",
+    )
     check.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     check.add_argument("--dtype", action="append", choices=["float16", "float32", "float64"],
                        help="dtype to check (repeatable; default float32 and float64)")  # fmt: skip
@@ -220,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
         "on 2 cores; --full: every shape and the book on each, several minutes.",
     )
     bench.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    bench.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"])
+    bench.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"],
+                       help="dtype of the inputs (default float32)")  # fmt: skip
     bench.add_argument("--shapes", help="comma-separated names from: " + ",".join(_bench_shapes()))
     bench.add_argument("--full", action="store_true", help="every shape, and the book's approach on each")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -235,11 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--device", type=_device, default=None, help="cpu, cuda or cuda:N (default $XPCONV_DEVICE or cpu)"
     )
-    train.add_argument("--epochs", type=_positive_int, default=1)
-    train.add_argument("--batch-size", type=_positive_int, default=60)
-    train.add_argument("--lr", type=float, default=0.1)
-    train.add_argument("--momentum", type=float, default=0.9)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--epochs", type=_positive_int, default=1, help="passes over the training images (default 1)")
+    train.add_argument("--batch-size", type=_positive_int, default=60,
+                       help="images per step; with --distributed, over all ranks (default 60)")  # fmt: skip
+    train.add_argument("--lr", type=_positive_float, default=0.1, help="SGD learning rate (default 0.1)")
+    train.add_argument("--momentum", type=_momentum, default=0.9, help="SGD momentum, in [0, 1) (default 0.9)")
+    train.add_argument("--seed", type=_non_negative_int, default=0,
+                       help="seed of the initial weights, the shuffling and dropout (default 0)")  # fmt: skip
     train.add_argument("--train-count", type=_positive_int, default=8000,
                        help="with only the t10k-* files: how many of them train (default 8000); the rest test")  # fmt: skip
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -249,13 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _bench_shapes():
+def _bench_shapes() -> tuple[str, ...]:
     from .bench import ALL_SHAPES
 
     return ALL_SHAPES
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

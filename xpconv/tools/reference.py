@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._types import Gradients
+from .._types import ArrayLike, Gradients
 
 
 def _padded(x, pad):
@@ -23,7 +23,16 @@ def _patch(x_pad, p, q, kernel, stride, dilation):
     return x_pad[:, :, p * sh : p * sh + dh * (kh - 1) + 1 : dh, q * sw : q * sw + dw * (kw - 1) + 1 : dw]
 
 
-def reference_conv2d(x, weight, bias=None, *, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+def reference_conv2d(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
+    *,
+    stride: tuple[int, int] = (1, 1),
+    pad: tuple[int, int, int, int] = (0, 0, 0, 0),
+    dilation: tuple[int, int] = (1, 1),
+    groups: int = 1,
+) -> np.ndarray:
     """Forward pass; ``pad`` is ``(top, bottom, left, right)`` and pairs are explicit."""
     x_pad = _padded(x, pad)
     w = np.asarray(weight, dtype=np.float64)
@@ -45,7 +54,16 @@ def reference_conv2d(x, weight, bias=None, *, stride=(1, 1), pad=(0, 0, 0, 0), d
     return y
 
 
-def reference_conv2d_backward(grad_output, x, weight, *, stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+def reference_conv2d_backward(
+    grad_output: ArrayLike,
+    x: ArrayLike,
+    weight: ArrayLike,
+    *,
+    stride: tuple[int, int] = (1, 1),
+    pad: tuple[int, int, int, int] = (0, 0, 0, 0),
+    dilation: tuple[int, int] = (1, 1),
+    groups: int = 1,
+) -> Gradients:
     """Input, weight and bias gradients by the same per-pixel loop."""
     x_pad = _padded(x, pad)
     go = np.asarray(grad_output, dtype=np.float64)
@@ -73,11 +91,11 @@ def reference_conv2d_backward(grad_output, x, weight, *, stride=(1, 1), pad=(0, 
     return Gradients(grad_x, grad_w.reshape(w.shape), go.sum(axis=(0, 2, 3)))  # (G, Og, Cg, kh, kw) -> (O, Cg, kh, kw)
 
 
-def reference_dense(x, weight, bias=None):
+def reference_dense(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None) -> np.ndarray:
     y = np.einsum("ni,oi->no", np.asarray(x, np.float64), np.asarray(weight, np.float64))
     return y if bias is None else y + np.asarray(bias, np.float64)
 
 
-def reference_dense_backward(grad_output, x, weight):
+def reference_dense_backward(grad_output: ArrayLike, x: ArrayLike, weight: ArrayLike) -> Gradients:
     go, x64, w64 = (np.asarray(a, np.float64) for a in (grad_output, x, weight))
     return Gradients(np.einsum("no,oi->ni", go, w64), np.einsum("no,ni->oi", go, x64), go.sum(axis=0))
