@@ -87,7 +87,7 @@ def thread_report() -> str:
 
 def _controller() -> Any:
     try:
-        from threadpoolctl import ThreadpoolController
+        from threadpoolctl import ThreadpoolController  # pyright: ignore[reportMissingImports]  (an optional extra)
     except ImportError:
         return None
     if _state["controller"] is None:

@@ -123,7 +123,7 @@ def load_mnist(
 def load_sklearn_digits(test_fraction: float = 0.2, seed: int = 0) -> DigitData:
     """scikit-learn's 1,797 real 8×8 handwritten digits (shipped inside the package)."""
     try:
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # pyright: ignore[reportMissingImports]  (an optional extra)
     except ImportError:
         raise ModuleNotFoundError(
             "without --data, xpconv train uses scikit-learn's digits: pip install xpconv[examples], "

@@ -34,7 +34,7 @@ MPI_HINT = 'pip install -e ".[mpi]"'
 def import_mpi() -> Any:
     """mpi4py's ``MPI`` module, or ``ModuleNotFoundError`` naming the extra that brings it."""
     try:
-        from mpi4py import MPI
+        from mpi4py import MPI  # pyright: ignore[reportMissingImports]  (an optional extra)
     except ImportError:
         raise ModuleNotFoundError(f"--distributed needs mpi4py and an MPI library: {MPI_HINT}") from None
     return MPI

@@ -266,7 +266,7 @@ def torch_op(
     inputs on the same device, or ``None`` without torch."""
     if not torch_available():
         return None
-    import torch
+    import torch  # pyright: ignore[reportMissingImports]  (an optional extra)
 
     kind, index = parse_device(device)
     where = "cpu" if kind == "cpu" else f"cuda:{index}"
@@ -291,7 +291,7 @@ def torch_op(
 
 def set_torch_tf32(enabled: bool) -> None:
     """Let PyTorch's cuDNN convolutions and matmuls use TF32 tensor cores (Ampere and newer), or not."""
-    import torch
+    import torch  # pyright: ignore[reportMissingImports]  (an optional extra)
 
     torch.backends.cudnn.allow_tf32 = enabled
     torch.backends.cuda.matmul.allow_tf32 = enabled

@@ -17,10 +17,10 @@ def require_matplotlib() -> None:
 
 def plot_gflops(results: list[Result], path: str, ceiling: float, title: str) -> None:
     """Grouped bars of the conv2d train step's GFLOP/s per shape: xpconv, PyTorch, the book."""
-    import matplotlib
+    import matplotlib  # pyright: ignore[reportMissingImports]  (an optional extra)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # pyright: ignore[reportMissingImports]  (an optional extra)
 
     rows = [r for r in results if r.op == "conv2d-train-step"] or [r for r in results if r.op == "conv2d-forward"]
     shapes = [r.shape for r in rows]
