@@ -10,6 +10,7 @@ public kernels and hold no copy of the math.  Parameters live on one device, cho
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ class Parameter:
         return f"Parameter({self.name}, shape={tuple(self.value.shape)}, dtype={self.value.dtype})"
 
 
-class Layer:
+class Layer(ABC):
     """Base class: no parameters, training mode on."""
 
     training = True
@@ -55,13 +56,13 @@ class Layer:
     def eval(self) -> Layer:
         return self.train(False)
 
+    @abstractmethod
     def forward(self, x: Array) -> Array:
         """The layer's output for the batch ``x``."""
-        raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
+    @abstractmethod
     def backward(self, grad_output: Array) -> Array:
         """The gradient with respect to the last ``forward``'s input, for ``grad_output``."""
-        raise NotImplementedError(f"{type(self).__name__} does not define backward")
 
     def __call__(self, x: Array) -> Array:
         return self.forward(x)
