@@ -4,7 +4,8 @@ approach and PyTorch's CPU conv2d (when torch is installed)."""
 import pytest
 
 from xpconv.conv import choose_algorithm, winograd_applies
-from xpconv.tools.bench import CONV_SHAPES, PASSES, book_op, conv_inputs, conv_op, torch_op
+from xpconv.tools.bench import CONV_SHAPES, PASSES, book_op, conv_inputs, conv_op
+from xpconv.tools.rival import torch_op
 
 from support import DEVICE_DTYPES, run
 
@@ -40,6 +41,8 @@ def test_book(benchmark, op, shape):
 @pytest.mark.parametrize("shape", list(CONV_SHAPES))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_torch(benchmark, op, shape, dtype):
+    """PyTorch's conv2d; conftest.py runs these after every xpconv row, so that no xpconv call
+    follows a PyTorch call in this process (PyTorch's threads would take its cores)."""
     pytest.importorskip("torch")
     benchmark.group = op
     s = CONV_SHAPES[shape]

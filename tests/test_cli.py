@@ -151,7 +151,7 @@ def test_bench_shapes_use_the_kernels_geometry():
 
 
 def test_ceiling_is_a_median_of_several():
-    ceiling = bench.Ceiling([100.0, 40.0, 101.0])
+    ceiling = bench.Ceiling("float32", [100.0, 40.0, 101.0])
     assert ceiling.median == 100.0
     assert "median of 3 measurements through the run, 40-101" in ceiling.describe("float32")
 

@@ -82,6 +82,25 @@ def test_cli_two_processes(tmp_path):
     epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch")]
     assert len(epoch_lines) == 1 and "(2 processes)" in epoch_lines[0]  # rank 0 alone prints
     assert result.stdout.count("first 150 images") == 1
+    # XPCONV_NUM_THREADS=1 (from _env) holds both ranks to one worker and one BLAS thread
+    assert "rank 0: 1 xpconv worker(s), 1 BLAS thread(s) (2 rank(s) share this machine's" in result.stdout
+    assert "rank 1: 1 xpconv worker(s), 1 BLAS thread(s)" in result.stdout
+
+
+@needs_mpi
+def test_ranks_on_one_machine_share_its_cores(tmp_path):
+    """Without XPCONV_NUM_THREADS, each of 2 ranks takes half the cores, for its workers and its BLAS."""
+    write_pair(tmp_path, "t10k", *digit_like(np.random.default_rng(0), 100))
+    train = [sys.executable, "-m", "xpconv", "train", "--distributed", "--data", str(tmp_path),
+             "--train-count", "60", "--quiet"]  # fmt: skip
+    env = _env()
+    env.pop("XPCONV_NUM_THREADS")
+    result = subprocess.run([MPIEXEC, "-n", "2", *train], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cores = len(os.sched_getaffinity(0))
+    for rank in (0, 1):
+        share = max(1, cores // 2 + (1 if rank < cores % 2 else 0))
+        assert f"rank {rank}: {share} xpconv worker(s), {share} BLAS thread(s) (2 rank(s) share" in result.stdout
 
 
 @needs_mpi
@@ -124,7 +143,7 @@ def test_without_mpiexec_it_is_one_process(tmp_path):
     ]
     result = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "(1 process)" in result.stdout
+    assert "(1 process)" in result.stdout and "; 1 process, global batch 60" in result.stdout
 
 
 @needs_mpi

@@ -166,3 +166,99 @@ def test_conv2d_docstring_states_the_auto_rule_and_float16():
     doc = xpconv.conv2d.__doc__
     assert "choose_algorithm" not in doc
     assert "at least 32" in doc and "float16" in doc
+
+
+def test_progress_into_a_file_is_whole_flushed_lines():
+    import io
+
+    from xpconv.nn.fit import Progress
+
+    stream = io.StringIO()  # not a terminal
+    bar = Progress(1000, "epoch 1/1", stream=stream)
+    for done in range(0, 1001, 50):
+        bar.update(done, "loss 0.5")
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue() and len(lines) == 10  # one a tenth of the way
+    assert lines[0].startswith("epoch 1/1 100/1000 ") and lines[-1].startswith("epoch 1/1 1000/1000 ")
+
+
+def test_progress_on_a_terminal_redraws_one_line():
+    import io
+
+    from xpconv.nn.fit import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    bar = Progress(100, "epoch 1/1", stream=stream)
+    bar.update(50)
+    bar.update(100)
+    bar.close()
+    assert stream.getvalue().count("\r") == 2 and stream.getvalue().endswith("\n")
+
+
+def test_training_that_overshoots_ends_with_a_hint(monkeypatch, capsys):
+    import sys
+
+    fit_module = sys.modules["xpconv.nn.fit"]  # (xpconv.nn.fit the attribute is the function)
+    from xpconv.nn.fit import EpochStats
+
+    def overshooting_fit(*args, **kwargs):
+        return [EpochStats(1, 41.08, 0.8995, 2.0, 4000.0)]
+
+    monkeypatch.setattr(fit_module, "fit", overshooting_fit)
+    pytest.importorskip("sklearn")
+    assert main(["train", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "note: the loss ended at 41.08, above 2.30" in out and "Try a smaller --lr (now 0.1" in out
+
+
+def test_training_that_converges_has_no_hint(monkeypatch, capsys):
+    import sys
+
+    fit_module = sys.modules["xpconv.nn.fit"]  # (xpconv.nn.fit the attribute is the function)
+    from xpconv.nn.fit import EpochStats
+
+    monkeypatch.setattr(fit_module, "fit", lambda *a, **k: [EpochStats(1, 0.48, 0.92, 2.0, 4000.0)])
+    pytest.importorskip("sklearn")
+    assert main(["train", "--quiet"]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
+def test_the_plot_names_the_op_of_its_bars(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.axes
+
+    from xpconv.tools.bench import Result
+    from xpconv.tools.plot import plot_gflops
+
+    titles = []
+    original = matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "set_title", lambda self, t, *a, **k: titles.append(t) or original(self, t)
+    )
+    rows = [Result("conv2d-forward", "mnist", 1.0, 5.0), Result("conv2d-train-step", "mnist", 3.0, 5.0)]
+    plot_gflops(rows, str(tmp_path / "p.png"), 100.0, "xpconv bench, cpu, float32")
+    assert titles == ["xpconv bench, cpu, float32: conv2d-train-step rows"]
+
+
+def test_bench_output_is_flushed_line_by_line_into_a_pipe():
+    """Redirected, the check lines come while the run goes on, not all at the end."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "xpconv", "bench", "--shapes", "mnist,bias", "--no-book", "--min-seconds", "0"]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert child.stdout is not None
+    seen = []
+    for line in child.stdout:
+        seen.append(line)
+        if line.startswith("check mnist"):
+            assert child.poll() is None, "the check line came only when the run had ended"
+            break
+    child.kill()
+    child.wait()
+    assert any(line.startswith("check mnist") for line in seen)

@@ -74,3 +74,29 @@ def test_works_in_a_forked_child():
     assert child.exitcode == 0
     assert queue.get(timeout=5) == pytest.approx(expected, rel=1e-6)
     assert float(_run()[0].sum()) == expected  # the parent starts a new pool
+
+
+@pytest.mark.parametrize(("cores", "processes", "shares"), [(2, 2, [1, 1]), (8, 3, [3, 3, 2]), (2, 4, [1, 1, 1, 1])])
+def test_processes_on_one_machine_split_its_cores(monkeypatch, cores, processes, shares):
+    pytest.importorskip("threadpoolctl")
+    from threadpoolctl import threadpool_info
+
+    monkeypatch.delenv("XPCONV_NUM_THREADS", raising=False)
+    monkeypatch.setattr(_parallel, "available_cores", lambda: cores)
+    try:
+        for index, share in enumerate(shares):
+            assert _parallel.share_cores(processes, index) == (share, share)
+            assert _parallel.cpu_workers() == share
+            blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+            assert blas and all(n == share for n in blas)
+    finally:
+        _parallel.reset()  # gives the BLAS its threads back
+
+
+def test_xpconv_num_threads_overrides_the_share(monkeypatch):
+    pytest.importorskip("threadpoolctl")
+    monkeypatch.setenv("XPCONV_NUM_THREADS", "1")
+    try:
+        assert _parallel.share_cores(1, 0) == (1, 1)
+    finally:
+        _parallel.reset()  # gives the BLAS its threads back

@@ -114,6 +114,24 @@ class Communicator:
         part = np.array_split(indices, self.size)[self.rank]
         return part, len(part) / max(len(indices), 1)
 
+    def share_cores(self) -> str:
+        """Hold this rank to its share of its machine's cores (xpconv's workers and the BLAS; see
+        :func:`xpconv._parallel.share_cores`), the ranks on a machine found by MPI itself (a
+        shared-memory split of the communicator).  Returns one line for every rank, in rank order,
+        of what each uses (gathered: call it on every rank)."""
+        from .._parallel import available_cores, share_cores
+
+        node = self.comm.Split_type(self.mpi.COMM_TYPE_SHARED, key=self.rank)
+        local_rank, local_size = node.Get_rank(), node.Get_size()
+        node.Free()
+        workers, blas = share_cores(local_size, local_rank)
+        blas_text = f"{blas} BLAS thread(s)" if blas is not None else "BLAS threads not limited (no threadpoolctl)"
+        mine = (
+            f"rank {self.rank}: {workers} xpconv worker(s), {blas_text} "
+            f"({local_size} rank(s) share this machine's {available_cores()} core(s))"
+        )
+        return "\n".join(self.comm.allgather(mine))
+
     def abort(self, code: int = 1) -> None:
         self.comm.Abort(code)
 

@@ -55,25 +55,34 @@ class EpochStats:
 
 
 class Progress:
-    """A one-line text progress bar on ``stream`` (stderr by default)."""
+    """Progress on ``stream`` (stderr by default): on a terminal a one-line bar redrawn in place;
+    into a file or a pipe, whole lines, one each tenth of the way, each flushed (no ``\\r``)."""
 
     def __init__(self, total: int, label: str, stream: IO[str] | None = None, width: int = 30) -> None:
         self.total, self.label, self.width = total, label, width
         self.stream = sys.stderr if stream is None else stream
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.start = time.perf_counter()
+        self.tenths = 0  # tenths of the way already written (not on a terminal)
 
     def update(self, done: int, extra: str = "") -> None:
-        filled = int(self.width * done / max(self.total, 1))
         rate = done / max(time.perf_counter() - self.start, 1e-9)
-        self.stream.write(
-            f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} "
-            f"{rate:,.0f} img/s {extra}"
-        )
+        if self.tty:
+            filled = int(self.width * done / max(self.total, 1))
+            bar = f"[{'#' * filled}{'.' * (self.width - filled)}] "
+            self.stream.write(f"\r{self.label} {bar}{done}/{self.total} {rate:,.0f} img/s {extra}")
+        else:
+            tenths = 10 * done // max(self.total, 1)
+            if tenths <= self.tenths:
+                return
+            self.tenths = tenths
+            self.stream.write(f"{self.label} {done}/{self.total} {rate:,.0f} img/s {extra}\n")
         self.stream.flush()
 
     def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def evaluate(

@@ -1,9 +1,15 @@
 """Throughput of the kernels on the standard shapes, side by side with the alternatives.
 
-Used by ``xpconv bench`` and by the pytest-benchmark suite in ``benchmarks/``.  Every
-figure is a median over repeats; GFLOP/s count the multiply-adds of the ideal direct
-convolution (:attr:`ConvGeometry.flops`; the backward is two passes, input and weight
-gradients; a train step is three).  On CUDA every timed call ends with a device synchronize.
+Used by ``xpconv bench`` and by the pytest-benchmark suite in ``benchmarks/``.  GFLOP/s count
+the multiply-adds of the ideal direct convolution (:attr:`ConvGeometry.flops`; the backward is
+two passes, input and weight gradients; a train step is three).  On CUDA every timed call ends
+with a device synchronize.
+
+How a row is timed (:mod:`xpconv.tools.timing`): blocks of calls, the first of each block
+dropped, alternated in rounds with the other contender of the row; PyTorch runs in a process of
+its own (:mod:`xpconv.tools.rival`).  Every figure is the median of the per-round medians, and
+comes with the lowest and highest of them (its spread); a ratio is the median of the per-round
+ratios, with their range.
 
 The ceiling is a large square matmul, measured several times through a run (before each
 shape), and reported as the median of those measurements with their spread, so that one
@@ -14,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import math
 import statistics
 import sys
@@ -34,6 +39,8 @@ from ..conv import choose_algorithm, conv2d, conv2d_backward
 from ..dense import dense, dense_backward
 from .book import book_conv2d, book_conv2d_weight_grad
 from .check import TOLERANCE, conv_errors
+from .rival import Rival, torch_available
+from .timing import ROUNDS, Ratio, Timing, local, median_time, side_by_side
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ CONV_SHAPES = {
     "stride2": ConvShape(32, 64, 56, 56, 128, 3, 2, 1),
     "depthwise": ConvShape(32, 32, 56, 56, 32, 3, 1, 1, 32),
     "pointwise": ConvShape(32, 128, 28, 28, 128, 1, 1, 0),
+    "stride2-deep": ConvShape(16, 128, 28, 28, 256, 3, 2, 1),
 }
 DENSE_SHAPES = {"dense-784": (256, 784, 512), "dense-4096": (1024, 4096, 4096)}
 BIAS_SHAPE = (32, 64, 56, 56)
@@ -80,9 +88,14 @@ ALL_SHAPES = (*CONV_SHAPES, *DENSE_SHAPES, "bias")
 QUICK_SHAPES = ("mnist", "cifar", "resnet", "dense-784", "bias")
 CONV_OPS = ("conv2d-forward", "conv2d-backward", "conv2d-train-step")
 PASSES = {"conv2d-forward": 1, "conv2d-backward": 2, "conv2d-train-step": 3}
-# Seconds one timed row takes here (2 cores), beyond --min-seconds per library timed: the
-# warm-up calls and the pauses between rounds.  Used only to announce a run's duration.
-_ROW_OVERHEAD_S = {"conv": 3.0, "dense-784": 1.5, "dense-4096": 20.0, "bias": 0.5}
+# For the announced duration only: GFLOP/s that the conv rows reach on this project's 2-core
+# build machine, seconds of the fixed costs, and the book's seconds per row.  Checked against
+# runs on 2026-12-03: quick set with PyTorch 45-46 s (estimate 52), --full 113 s (124).
+_NOMINAL_GFLOPS = {"float16": 8.0, "float32": 110.0, "float64": 55.0}
+_SHAPE_S = 1.5  # the correctness check and a ceiling measurement
+_RIVAL_START_S = 3.0  # starting PyTorch's process
+_BOOK_S = 1.0
+_OTHER_ROW_S = {"dense-784": 3.0, "dense-4096": 15.0, "bias": 1.5}
 
 
 def parse_shapes(text: str | None, full: bool = False) -> list[str]:
@@ -101,18 +114,32 @@ def parse_shapes(text: str | None, full: bool = False) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def expected_seconds(names: Iterable[str], min_seconds: float, with_torch: bool, book: str) -> float:
-    """A rough duration of :func:`run` on 2 cores, announced before it starts."""
-    total = 2.0  # imports and the first ceiling
+def expected_seconds(
+    names: Iterable[str], min_seconds: float, with_torch: bool, book: str, dtype: str = "float32"
+) -> float:
+    """About how long :func:`run` takes on 2 cores: the one estimate that the command, its
+    ``--help`` and the README print.  Each conv row is timed in :data:`ROUNDS` rounds of one
+    block per contender (a pause, a dropped call, then ``min_seconds / ROUNDS`` and at least 5
+    calls), a call's length guessed from its FLOPs at a nominal rate."""
+    names = list(names)
+    contenders = 2 if with_torch else 1
+    total = 2.0 + (_RIVAL_START_S if with_torch and any(s in CONV_SHAPES for s in names) else 0.0)
     for name in names:
-        if name in CONV_SHAPES:
-            # side by side with PyTorch: 3 rounds each with pauses and warm-ups; alone: one timing
-            per_row = (_ROW_OVERHEAD_S["conv"] if with_torch else 0.7) + min_seconds * (2 if with_torch else 1)
-            total += 3 * per_row + 1.5  # + the correctness check and the ceiling
-            total += 3.0 if book == "all" or (book == "smallest" and name == "mnist") else 0.0
-        else:
-            total += _ROW_OVERHEAD_S[name] + 2 * min_seconds
+        if name not in CONV_SHAPES:
+            total += _OTHER_ROW_S[name] + 2 * min_seconds
+            continue
+        total += _SHAPE_S
+        for passes in PASSES.values():
+            call = passes * CONV_SHAPES[name].flops() / (_NOMINAL_GFLOPS[dtype] * 1e9)
+            block = 0.2 + call + max(min_seconds / ROUNDS, 5 * call)
+            total += ROUNDS * contenders * block
+            total += _BOOK_S if book == "all" or (book == "smallest" and name == "mnist") else 0.0
     return total
+
+
+def describe_seconds(seconds: float) -> str:
+    """``expected_seconds`` in words: "about 40 s", "about 3 minutes"."""
+    return f"about {seconds:.0f} s" if seconds < 100 else f"about {seconds / 60:.0f} minutes"
 
 
 def on_device(device: Device) -> contextlib.AbstractContextManager[Any]:
@@ -131,56 +158,6 @@ def synchronizer(device: Device) -> Callable[[], None]:
     return namespace_for(device).cuda.Device(index).synchronize
 
 
-def median_time(
-    fn: Callable[[], object],
-    sync: Callable[[], None] = lambda: None,
-    *,
-    min_repeats: int = 5,
-    min_seconds: float = 0.5,
-    max_repeats: int = 200,
-    warmup: int = 1,
-) -> float:
-    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls.
-
-    A short pause first lets the BLAS/OpenMP worker threads of the previous measurement
-    (NumPy's OpenBLAS or PyTorch's OpenMP spin for a while) go idle, so that two libraries
-    timed side by side do not steal each other's cores.
-    """
-    time.sleep(0.2)
-    for _ in range(warmup):
-        fn()
-        sync()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_repeats or (time.perf_counter() - start < min_seconds and len(times) < max_repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def side_by_side(
-    *fns: Callable[[], object],
-    sync: Callable[[], None] = lambda: None,
-    rounds: int = 3,
-    min_seconds: float = 0.5,
-    min_repeats: int = 5,
-    log: Callable[[str], None] | None = None,
-) -> list[float]:
-    """Median times of ``fns`` measured in alternating rounds, so that a slow spell of this
-    shared machine hits them all; each is the median of its per-round medians.  ``log``, when
-    given, hears of every round that took more than 2 s (so that a long row shows progress)."""
-    times: list[list[float]] = [[] for _ in fns]
-    for k in range(rounds):
-        start = time.perf_counter()
-        for fn, bucket in zip(fns, times, strict=True):
-            bucket.append(median_time(fn, sync, min_seconds=min_seconds / rounds, min_repeats=min_repeats))
-        if log is not None and time.perf_counter() - start > 2.0:
-            log(f"round {k + 1} of {rounds} done ({time.perf_counter() - start:.0f} s)")
-    return [statistics.median(t) for t in times]
-
-
 def matmul_gflops(device: Device = "cpu", dtype: str = "float32", size: int = 2048) -> float:
     """GFLOP/s of one large square matmul: the machine's practical ceiling."""
     xp = namespace_for(device)
@@ -191,19 +168,26 @@ def matmul_gflops(device: Device = "cpu", dtype: str = "float32", size: int = 20
 
 @dataclass
 class Ceiling:
-    """The matmul ceiling, measured several times through a run."""
+    """The matmul ceiling in ``dtype``, measured several times through a run."""
 
+    dtype: str = "float32"
     samples: list[float] = field(default_factory=list)
+
+    def measure(self, device: Device) -> None:
+        self.samples.append(matmul_gflops(device, self.dtype))
 
     @property
     def median(self) -> float:
         return statistics.median(self.samples) if self.samples else float("nan")
 
     def describe(self, dtype: str) -> str:
+        """One line; ``dtype`` is the run's, named when the ceiling is measured in another."""
         lo, hi = min(self.samples), max(self.samples)
+        instead = "" if dtype == self.dtype else f" (instead of {dtype}, which NumPy multiplies without BLAS)"
         return (
-            f"ceiling: a 2048x2048 {dtype} matmul runs at {self.median:.0f} GFLOP/s on this machine "
-            f"(median of {len(self.samples)} measurements through the run, {lo:.0f}-{hi:.0f})"
+            f"ceiling: a 2048x2048 {self.dtype} matmul{instead} runs at {self.median:.0f} GFLOP/s on this machine "
+            f"(median of {len(self.samples)} measurements through the run, {lo:.0f}-{hi:.0f}); "
+            f"a row within that spread of 100% is at the ceiling"
         )
 
 
@@ -251,52 +235,6 @@ def book_op(
     return (lambda: (book_conv2d(x, w, **kw), book_conv2d_weight_grad(go, x, w, **kw))), 2
 
 
-def torch_available() -> bool:
-    try:
-        importlib.import_module("torch")
-    except ImportError:
-        return False
-    return True
-
-
-def torch_op(
-    op: str, shape: ConvShape, x: Array, w: Array, b: Array, go: Array, device: Device = "cpu"
-) -> Callable[[], object] | None:
-    """PyTorch's conv2d (autograd's own backward kernel; cuDNN on CUDA) on copies of the same
-    inputs on the same device, or ``None`` without torch."""
-    if not torch_available():
-        return None
-    import torch  # pyright: ignore[reportMissingImports]  (an optional extra)
-
-    kind, index = parse_device(device)
-    where = "cpu" if kind == "cpu" else f"cuda:{index}"
-    tx, tw, tb, tgo = (torch.from_numpy(to_numpy(a)).to(where) for a in (x, w, b, go))
-    s, p, g = shape.stride, shape.padding, shape.groups
-
-    def forward():
-        with torch.no_grad():
-            return torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p, groups=g)
-
-    def backward():
-        return torch.ops.aten.convolution_backward(
-            tgo, tx, tw, [shape.o], [s, s], [p, p], [1, 1], False, [0, 0], g, [True, True, True]
-        )
-
-    def train_step():
-        xg, wg, bg = (t.detach().requires_grad_() for t in (tx, tw, tb))
-        torch.nn.functional.conv2d(xg, wg, bg, stride=s, padding=p, groups=g).backward(tgo)
-
-    return {"conv2d-forward": forward, "conv2d-backward": backward, "conv2d-train-step": train_step}[op]
-
-
-def set_torch_tf32(enabled: bool) -> None:
-    """Let PyTorch's cuDNN convolutions and matmuls use TF32 tensor cores (Ampere and newer), or not."""
-    import torch  # pyright: ignore[reportMissingImports]  (an optional extra)
-
-    torch.backends.cudnn.allow_tf32 = enabled
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-
-
 def dense_inputs(
     n: int, fin: int, fout: int, device: Device = "cpu", dtype: str = "float32", seed: int = 0
 ) -> list[Array]:
@@ -329,19 +267,37 @@ def bias_step(x: Array, b: Array) -> Callable[[], object]:
 
 @dataclass
 class Result:
+    """One row: xpconv's median time with its spread over rounds, and beside it (when timed)
+    PyTorch's, and their ratio (PyTorch time / xpconv time per round; > 1: xpconv faster)."""
+
     op: str
     shape: str
     median_ms: float
     gflops: float
-    torch_gflops: float | None = None
+    low_ms: float = float("nan")
+    high_ms: float = float("nan")
+    torch_ms: float | None = None
+    torch_low_ms: float | None = None
+    torch_high_ms: float | None = None
+    torch_ratio: float | None = None
+    torch_ratio_low: float | None = None
+    torch_ratio_high: float | None = None
     book_gflops: float | None = None
     error: float | None = None
     algorithm: str = ""
 
+    @classmethod
+    def timed(cls, op: str, shape: str, flops: float, own: Timing, other: Timing | None = None, **kw: Any) -> Result:
+        row = cls(op, shape, 1e3 * own.median, flops / own.median / 1e9, 1e3 * own.low, 1e3 * own.high, **kw)
+        if other is not None:
+            ratio = Ratio.of(own, other)
+            row.torch_ms, row.torch_low_ms, row.torch_high_ms = 1e3 * other.median, 1e3 * other.low, 1e3 * other.high
+            row.torch_ratio, row.torch_ratio_low, row.torch_ratio_high = ratio.median, ratio.low, ratio.high
+        return row
+
     @property
-    def torch_ratio(self) -> float | None:
-        """xpconv's throughput over PyTorch's (PyTorch time / xpconv time; > 1: xpconv faster)."""
-        return self.gflops / self.torch_gflops if self.torch_gflops else None
+    def torch_gflops(self) -> float | None:
+        return self.gflops * self.median_ms / self.torch_ms if self.torch_ms else None
 
     @property
     def book_speedup(self) -> float | None:
@@ -353,12 +309,19 @@ class BenchRun:
     results: list[Result]
     ceiling: Ceiling
     checks: list[str]
+    notes: list[str] = field(default_factory=list)
 
 
 def _check_conv(shape, device, dtype) -> float:
     """Worst relative error of forward and all gradients on 2 samples vs the float64 reference."""
     x, w, b, go = conv_inputs(shape, device, dtype, seed=1, n=2)
     return max(conv_errors(x, w, b, go, **shape.kwargs).values())
+
+
+def ceiling_dtype(device: Device, dtype: str) -> str:
+    """The dtype of the ceiling's matmul: float32 for a float16 run on the CPU, where NumPy's
+    float16 matmul has no BLAS (it runs at a fraction of a GFLOP/s and takes minutes)."""
+    return "float32" if dtype == "float16" and parse_device(device)[0] == "cpu" else dtype
 
 
 def run(
@@ -368,30 +331,38 @@ def run(
     *,
     book: str = "smallest",
     torch: bool = True,
+    tf32: bool | None = None,
     min_seconds: float = 0.5,
     log: Callable[[str], None] | None = None,
+    on_check: Callable[[str], None] | None = None,
 ) -> BenchRun:
     """Benchmark every op on ``shapes`` (names from :data:`ALL_SHAPES`; default the quick set).
 
     ``book``: ``"all"`` times the book's approach on every conv shape, ``"smallest"`` only on
-    ``mnist``, ``"none"`` never.  Each conv shape is first checked against the float64
-    reference; a wrong kernel stops the run with ``RuntimeError``.
+    ``mnist``, ``"none"`` never.  ``torch``: time PyTorch beside xpconv (when installed), in
+    its own process, with ``tf32`` passed to its cuDNN.  Each conv shape is first checked
+    against the float64 reference (``on_check`` hears each result as it comes); a wrong kernel
+    stops the run with ``RuntimeError``.  ``log`` hears the progress (default: stderr).
     """
-    with on_device(device):
-        return _run(device, dtype, shapes, book=book, torch=torch, min_seconds=min_seconds, log=log)
-
-
-def _run(device, dtype, shapes, *, book, torch, min_seconds, log) -> BenchRun:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     names = list(shapes or QUICK_SHAPES)
     parse_shapes(",".join(names))  # unknown names: ValueError before anything is timed
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(on_device(device))
+        rival = None
+        if torch and torch_available() and any(s in CONV_SHAPES for s in names):
+            rival = stack.enter_context(Rival(device, dtype, tf32))
+        return _run(device, dtype, names, book=book, rival=rival, min_seconds=min_seconds, log=log,
+                    on_check=on_check or (lambda line: None))  # fmt: skip
+
+
+def _run(device, dtype, names, *, book, rival, min_seconds, log, on_check) -> BenchRun:
     sync = synchronizer(device)
     conv_names = [s for s in names if s in CONV_SHAPES]
     other_names = [s for s in names if s not in CONV_SHAPES]
     total = 3 * len(conv_names) + len(other_names)
-    with_torch = torch and torch_available()
-    ceiling = Ceiling()
-    ceiling.samples.append(matmul_gflops(device, dtype))
+    ceiling = Ceiling(ceiling_dtype(device, dtype))
+    ceiling.measure(device)
     log(f"ceiling measured: {ceiling.samples[-1]:.0f} GFLOP/s")
     run_ = BenchRun([], ceiling, [])
     step = 0
@@ -402,8 +373,9 @@ def _run(device, dtype, shapes, *, book, torch, min_seconds, log) -> BenchRun:
         if not error <= TOLERANCE[dtype]:
             raise RuntimeError(f"{name}: xpconv disagrees with the float64 reference (relative error {error:.2e})")
         run_.checks.append(f"{name}: worst relative error {error:.1e} (tolerance {TOLERANCE[dtype]:.0e}) ok")
+        on_check(run_.checks[-1])
         if step:
-            ceiling.samples.append(matmul_gflops(device, dtype))
+            ceiling.measure(device)
         inputs = conv_inputs(shape, device, dtype)
         host_inputs = [to_numpy(a) for a in inputs]
         algorithm = choose_algorithm("auto", shape.geometry())
@@ -411,21 +383,22 @@ def _run(device, dtype, shapes, *, book, torch, min_seconds, log) -> BenchRun:
         for op in CONV_OPS:
             step += 1
             log(f"[{step}/{total}] {op} {name} ({shape.describe()}, {dtype}, {device})")
-            flops = PASSES[op] * flops1
-            fn = conv_op(op, shape, *inputs)
-            torch_fn = torch_op(op, shape, *inputs) if with_torch else None
-            if torch_fn is not None:
-                seconds, torch_seconds = side_by_side(fn, torch_fn, sync=sync, min_seconds=min_seconds)
-            else:
-                seconds, torch_seconds = median_time(fn, sync, min_seconds=min_seconds), None
-            row = Result(op, name, seconds * 1e3, flops / seconds / 1e9, error=error, algorithm=algorithm)
-            if torch_seconds:
-                row.torch_gflops = flops / torch_seconds / 1e9
+            contenders = [local(conv_op(op, shape, *inputs), sync)]
+            if rival is not None:
+                contenders.append(rival.contender(op, name))
+            try:
+                timings = side_by_side(*contenders, min_seconds=min_seconds)
+            except RuntimeError as exc:  # PyTorch cannot run this row (e.g. float16 on the CPU)
+                run_.notes.append(f"{op} {name}: no PyTorch figure ({exc})")
+                log(run_.notes[-1])
+                timings = side_by_side(contenders[0], min_seconds=min_seconds)
+            row = Result.timed(op, name, PASSES[op] * flops1, *timings, error=error, algorithm=algorithm)
             if book == "all" or (book == "smallest" and name == "mnist"):
                 log(f"[{step}/{total}] ... and the book's approach")
                 book_fn, book_passes = book_op(op, shape, *host_inputs)
-                book_seconds = median_time(book_fn, min_repeats=1, min_seconds=0, warmup=0)
-                row.book_gflops = book_passes * flops1 / book_seconds / 1e9
+                t0 = time.perf_counter()
+                book_fn()  # one call: it is slow enough to be timed once
+                row.book_gflops = book_passes * flops1 / (time.perf_counter() - t0) / 1e9
             run_.results.append(row)
     for name in other_names:
         step += 1
@@ -434,28 +407,26 @@ def _run(device, dtype, shapes, *, book, torch, min_seconds, log) -> BenchRun:
             rng = np.random.default_rng(0)
             x = to_device(rng.standard_normal(BIAS_SHAPE).astype(dtype), device)
             b = to_device(rng.standard_normal(BIAS_SHAPE[1]).astype(dtype), device)
-            seconds = median_time(bias_step(x, b), sync, min_seconds=min_seconds)
-            shape_name = "x".join(map(str, BIAS_SHAPE))
-            run_.results.append(Result("bias", shape_name, seconds * 1e3, 2.0 * x.size / seconds / 1e9))
+            (timing,) = side_by_side(local(bias_step(x, b), sync), min_seconds=min_seconds)
+            run_.results.append(Result.timed("bias", "x".join(map(str, BIAS_SHAPE)), 2.0 * x.size, timing))
             continue
         n, fin, fout = DENSE_SHAPES[name]
         log(f"[{step}/{total}] dense {name} ({n}x{fin}->{fout}, {dtype}, {device})")
         x, w, b, go = dense_inputs(n, fin, fout, device, dtype)
         big = n * fin * fout > 10**9  # dense-4096: each call takes most of a second on 2 cores
-        seconds, bare = side_by_side(
-            dense_step(x, w, b, go),
-            bare_matmuls(x, w, go),
-            sync=sync,
+        own, bare = side_by_side(
+            local(dense_step(x, w, b, go), sync),
+            local(bare_matmuls(x, w, go), sync),
             min_seconds=min_seconds,
             min_repeats=2 if big else 5,
             log=functools.partial(_log_row, log, f"[{step}/{total}]"),
         )
         flops = 3 * 2.0 * n * fin * fout
-        run_.results.append(Result("dense", name, seconds * 1e3, flops / seconds / 1e9))
-        run_.results.append(Result("3 bare matmuls", name, bare * 1e3, flops / bare / 1e9))
-    if len(ceiling.samples) < 3:
-        for _ in range(3 - len(ceiling.samples)):
-            ceiling.samples.append(matmul_gflops(device, dtype))
+        run_.results.append(Result.timed("dense", name, flops, own))
+        run_.results.append(Result.timed("3 bare matmuls", name, flops, bare))
+    while len(ceiling.samples) < 3:
+        ceiling.measure(device)
+    run_.notes.extend(consistency(run_.results))
     return run_
 
 
@@ -463,19 +434,57 @@ def _log_row(log: Callable[[str], None], prefix: str, msg: str) -> None:
     log(f"{prefix}   {msg}")
 
 
+def consistency(results: list[Result]) -> list[str]:
+    """Whether the rows of one run agree with each other, within their spreads: a part (forward,
+    backward) is not slower than its whole (the train step), and ``dense`` is the three bare
+    matmuls plus a bias add and a bias gradient, so it is not faster than them.  One line each."""
+    lines = []
+    rows = {(r.op, r.shape): r for r in results}
+    for (op, shape), whole in rows.items():
+        if op != "conv2d-train-step":
+            continue
+        for part_op in ("conv2d-forward", "conv2d-backward"):
+            part = rows.get((part_op, shape))
+            if part is None:
+                continue
+            pairs = [("xpconv", part.low_ms, whole.high_ms)]
+            if part.torch_low_ms is not None and whole.torch_high_ms is not None:
+                pairs.append(("PyTorch", part.torch_low_ms, whole.torch_high_ms))
+            for who, part_low, whole_high in pairs:
+                if part_low > whole_high:
+                    lines.append(
+                        f"inconsistent: {who}'s {part_op} on {shape} (at least {part_low:.2f} ms) is slower than its "
+                        f"train step (at most {whole_high:.2f} ms): the machine was disturbed; run again"
+                    )
+    for (op, shape), bare in rows.items():
+        dense_row = rows.get(("dense", shape)) if op == "3 bare matmuls" else None
+        if dense_row is None:
+            continue
+        ratio = dense_row.median_ms / bare.median_ms
+        verdict = "consistent" if dense_row.high_ms >= bare.low_ms else "inconsistent (the machine was disturbed)"
+        lines.append(
+            f"dense {shape}: {ratio:.2f}x the time of its 3 bare matmuls ({verdict}): dense is the same 3 products "
+            "plus a bias add and a bias gradient, so it should take a few % more"
+        )
+    return lines
+
+
 def format_table(results: list[Result], ceiling: float) -> str:
+    """The results as text: each time with its spread over rounds, each ratio with its range."""
     header = (
-        f"{'op':<18} {'shape':<11} {'algorithm':<9} {'median ms':>10} {'GFLOP/s':>8} {'% ceiling':>9} "
-        f"{'torch GF/s':>10} {'vs torch':>9} {'x book':>7}"
+        f"{'op':<18} {'shape':<12} {'algorithm':<9} {'median ms':>9} {'spread ms':>15} {'GFLOP/s':>7} "
+        f"{'%ceil':>5} {'torch ms':>8} {'vs torch':>8} {'(range)':>11} {'x book':>6}"
     )
     lines = [header, "-" * len(header)]
     for r in results:
-        torch_gf = f"{r.torch_gflops:10.1f}" if r.torch_gflops else f"{'':>10}"
-        torch = f"{r.torch_ratio:8.2f}x" if r.torch_ratio else f"{'':>9}"
-        book = f"{r.book_speedup:7.0f}" if r.book_speedup else f"{'':>7}"
+        spread = f"{r.low_ms:.2f}-{r.high_ms:.2f}"
+        torch_ms = f"{r.torch_ms:8.2f}" if r.torch_ms else f"{'':>8}"
+        ratio = f"{r.torch_ratio:7.2f}x" if r.torch_ratio else f"{'':>8}"
+        ratio_range = f"{r.torch_ratio_low:.2f}-{r.torch_ratio_high:.2f}" if r.torch_ratio else ""
+        book = f"{r.book_speedup:6.0f}" if r.book_speedup else f"{'':>6}"
         lines.append(
-            f"{r.op:<18} {r.shape:<11} {r.algorithm:<9} {r.median_ms:10.2f} {r.gflops:8.1f} {100 * r.gflops / ceiling:8.0f}% "
-            f"{torch_gf} {torch} {book}"
+            f"{r.op:<18} {r.shape:<12} {r.algorithm:<9} {r.median_ms:9.2f} {spread:>15} {r.gflops:7.1f} "
+            f"{100 * r.gflops / ceiling:4.0f}% {torch_ms} {ratio} {ratio_range:>11} {book}"
         )
     ratios = [r.torch_ratio for r in results if r.op == "conv2d-train-step" and r.torch_ratio]
     if ratios:
@@ -492,16 +501,19 @@ def cpu_threads() -> int:
 def as_json(run_: BenchRun, device: Device, dtype: str) -> dict[str, Any]:
     import platform
 
-    rows = [{**asdict(r), "torch_ratio": r.torch_ratio, "book_speedup": r.book_speedup} for r in run_.results]
+    rows = [{**asdict(r), "torch_gflops": r.torch_gflops, "book_speedup": r.book_speedup} for r in run_.results]
     return {
         "device": device,
         "dtype": dtype,
         "machine": platform.processor() or platform.machine(),
         "cpu_worker_threads": cpu_threads(),
+        "timing": f"{ROUNDS} alternating rounds of blocks, first call of each block dropped; PyTorch in its own process",
+        "matmul_ceiling_dtype": run_.ceiling.dtype,
         "matmul_ceiling_gflops": run_.ceiling.median,
         "matmul_ceiling_samples": run_.ceiling.samples,
         "numpy": np.__version__,
         "date": time.strftime("%Y-%m-%d"),
         "checks": run_.checks,
+        "notes": run_.notes,
         "results": rows,
     }

@@ -6,6 +6,7 @@ Every misuse ends in one line on stderr and exit status 2, before any long work 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import platform
@@ -87,6 +88,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif error is not None:
         raise error
     say(data.description)
+    if communicator is not None:
+        say(communicator.share_cores())  # every rank takes part; rank 0 prints each rank's line
     _, _, h, w = data.train_images.shape
     model = book_network(h, w, device=device, seed=args.seed, dropout_seed=args.seed + 1 + 1000 * rank)
     ranks = (
@@ -102,12 +105,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         with abort_on_error(communicator):
-            fit(model, data, device=device, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+            history = fit(model, data, device=device, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 momentum=args.momentum, seed=args.seed, progress=not args.quiet and rank == 0,
                 log=say, communicator=communicator)  # fmt: skip
     except ConfigurationMismatch as exc:  # found by every rank together: rank 0 says it
         say(f"xpconv train: {exc}", file=sys.stderr)
         return 2
+    if history and history[-1].loss > math.log(10):
+        say(
+            f"note: the loss ended at {history[-1].loss:.2f}, above {math.log(10):.2f}, that of an even guess over "
+            f"10 classes: the steps overshoot. Try a smaller --lr (now {args.lr}; --lr 0.01 trains the book's "
+            "network smoothly on MNIST)"
+        )
     if communicator is not None and rank == 0 and communicator.size > 1:
         steps = communicator.allreduce_calls
         share = communicator.allreduce_seconds
@@ -130,6 +139,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from . import bench
 
+    say = functools.partial(print, flush=True)  # line by line, also into a file or a pipe
     # Everything that can be wrong with the arguments is found before anything is timed.
     names = bench.parse_shapes(args.shapes, args.full)
     _check_output_path(args.json, "--json")
@@ -143,43 +153,45 @@ def cmd_bench(args: argparse.Namespace) -> int:
     with_torch = bench.torch_available()
     if args.tf32 is not None and parse_device(args.device)[0] == "cpu":
         raise ValueError("--tf32 applies to PyTorch's cuDNN on CUDA only; drop it or pass --device cuda")
-    if args.tf32 is not None and with_torch:
-        bench.set_torch_tf32(args.tf32 == "on")
-    seconds = bench.expected_seconds(names, args.min_seconds, with_torch, book)
+    seconds = bench.expected_seconds(names, args.min_seconds, with_torch, book, args.dtype)
     if args.shapes:
         what = "the shapes asked for"
     else:
         what = "every standard shape (--full)" if args.full else "the quick set (--full: every shape)"
-    print(f"xpconv bench --device {args.device} --dtype {args.dtype}: {what}: {', '.join(names)}")
-    print(f"expected duration: about {seconds:.0f} s on 2 cores; progress on stderr")
+    say(f"xpconv bench --device {args.device} --dtype {args.dtype}: {what}: {', '.join(names)}")
+    say(f"expected duration: {bench.describe_seconds(seconds)} on 2 cores; progress on stderr")
     if not with_torch:
-        print('PyTorch is not installed, so there is no "vs torch" column: pip install -e ".[bench]" adds it')
-    elif not args.device.startswith("cpu"):
+        say('PyTorch is not installed, so there is no "vs torch" column: pip install -e ".[bench]" adds it')
+    else:
         tf32 = {"on": "on", "off": "off", None: "PyTorch's default"}[args.tf32]
-        print(f"PyTorch runs cuDNN on the same GPU (TF32 {tf32})")
-    print(f"xpconv uses {bench.cpu_threads()} CPU worker thread(s)")
+        where = "on the CPU" if parse_device(args.device)[0] == "cpu" else f"with cuDNN on the same GPU (TF32 {tf32})"
+        say(f"PyTorch runs {where}, in a process of its own, in blocks alternating with xpconv's")
+    say(f"xpconv uses {bench.cpu_threads()} CPU worker thread(s)")
     start = time.perf_counter()
-    run = bench.run(args.device, args.dtype, names, book=book, min_seconds=args.min_seconds)
-    for line in run.checks:
-        print(f"check {line}")
-    print(run.ceiling.describe(args.dtype))
-    print(
+    run = bench.run(args.device, args.dtype, names, book=book, min_seconds=args.min_seconds,
+                    tf32=None if args.tf32 is None else args.tf32 == "on",
+                    on_check=lambda line: say(f"check {line}"))  # fmt: skip
+    say(run.ceiling.describe(args.dtype))
+    say(
         "GFLOP/s count the direct convolution's multiply-adds x2 per pass (backward = 2 passes, train step = 3), "
         "whatever the algorithm: winograd rows do 4x fewer multiplications, so they may exceed 100% of the "
-        "ceiling; algorithm = what algorithm='auto' chose; 'vs torch' = PyTorch time / xpconv time "
-        "(> 1: xpconv faster); 'x book' = over the book's per-pixel loop"
+        "ceiling; algorithm = what algorithm='auto' chose; times are medians over "
+        f"{bench.ROUNDS} rounds, spread = their lowest-highest; 'vs torch' = PyTorch time / xpconv time "
+        "(> 1: xpconv faster), median and range of the per-round ratios; 'x book' = over the book's per-pixel loop"
     )
-    print(bench.format_table(run.results, run.ceiling.median))
-    print(f"took {time.perf_counter() - start:.0f} s")
+    say(bench.format_table(run.results, run.ceiling.median))
+    for note in run.notes:
+        say(note)
+    say(f"took {time.perf_counter() - start:.0f} s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(bench.as_json(run, args.device, args.dtype), f, indent=2)
-        print(f"wrote {args.json}")
+        say(f"wrote {args.json}")
     if args.plot:
         from .plot import plot_gflops
 
         plot_gflops(run.results, args.plot, run.ceiling.median, f"xpconv bench, {args.device}, {args.dtype}")
-        print(f"wrote {args.plot}")
+        say(f"wrote {args.plot}")
     return 0
 
 
@@ -234,12 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--dtype", action="append", choices=["float16", "float32", "float64"],
                        help="dtype to check (repeatable; default float32 and float64)")  # fmt: skip
     check.set_defaults(func=cmd_check)
+    quick, full = _bench_durations()
     bench = sub.add_parser(
         "bench",
-        help="time the kernels against PyTorch and the book (quick set: about a minute)",
+        help=f"time the kernels against PyTorch and the book (quick set: {quick})",
         description="Checks each shape against the float64 reference, then times xpconv beside PyTorch "
-        "(when installed) in alternating rounds. Without options: a quick set of shapes, about a minute "
-        "on 2 cores; --full: every shape and the book on each, several minutes.",
+        "(when installed; in a process of its own) in alternating rounds of blocks. Without options: a quick "
+        f"set of shapes, {quick} on 2 cores with PyTorch; --full: every shape and the book on each, {full}.",
     )
     bench.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     bench.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"],
@@ -272,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="data-parallel over MPI: mpiexec -n K xpconv train --distributed ... (needs the mpi extra)")  # fmt: skip
     train.set_defaults(func=cmd_train)
     return parser
+
+
+def _bench_durations() -> tuple[str, str]:
+    """The quick and the full run's expected durations with PyTorch, from the one estimate."""
+    from .bench import ALL_SHAPES, QUICK_SHAPES, describe_seconds, expected_seconds
+
+    quick = expected_seconds(QUICK_SHAPES, 0.5, True, "smallest")
+    return describe_seconds(quick), describe_seconds(expected_seconds(ALL_SHAPES, 0.5, True, "all"))
 
 
 def _bench_shapes() -> tuple[str, ...]:

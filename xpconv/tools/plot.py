@@ -16,7 +16,8 @@ def require_matplotlib() -> None:
 
 
 def plot_gflops(results: list[Result], path: str, ceiling: float, title: str) -> None:
-    """Grouped bars of the conv2d train step's GFLOP/s per shape: xpconv, PyTorch, the book."""
+    """Grouped bars of the conv2d train step's GFLOP/s per shape (the forward's when no train step was
+    timed): xpconv, PyTorch, the book; the title names the op."""
     import matplotlib  # pyright: ignore[reportMissingImports]  (an optional extra)
 
     matplotlib.use("Agg")
@@ -36,7 +37,7 @@ def plot_gflops(results: list[Result], path: str, ceiling: float, title: str) ->
     ax.axhline(ceiling, color="gray", linestyle="--", linewidth=1, label=f"matmul ceiling {ceiling:.0f} GFLOP/s")
     ax.set_xticks(range(len(shapes)), shapes)
     ax.set_ylabel("GFLOP/s (direct-convolution FLOPs)")
-    ax.set_title(title)
+    ax.set_title(f"{title}: {rows[0].op if rows else 'no conv'} rows")  # which op the bars are
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
