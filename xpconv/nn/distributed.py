@@ -29,6 +29,7 @@ from .._types import Array
 from .layers import Parameter
 
 MPI_HINT = 'pip install -e ".[mpi]"'
+ABORT_GRACE_S = 0.5  # between a failing rank's last line and MPI_Abort
 
 
 def import_mpi() -> Any:
@@ -149,6 +150,10 @@ def abort_on_error(communicator: Communicator | None, code: int = 2, stream: IO[
         out = sys.stderr if stream is None else stream
         out.write(f"xpconv train: rank {communicator.rank} failed, ending the job: {type(exc).__name__}: {exc}\n")
         out.flush()
+        # mpiexec forwards a rank's output through its proxy, asynchronously: an immediate abort
+        # can end the job before the proxy has passed the line on (seen once in CI: the job ended
+        # with status 2 and no message).  A moment's pause lets it through.
+        time.sleep(ABORT_GRACE_S)
         communicator.abort(code)
 
 
