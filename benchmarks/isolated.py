@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from xpconv.tools.bench import CONV_OPS, CONV_SHAPES, conv_inputs, conv_op
+from xpconv.tools.bench import CONV_SHAPES, conv_inputs, conv_op
 from xpconv.tools.timing import block_times
 
 
@@ -32,7 +32,7 @@ def worker(library: str, shapes: list[str], min_seconds: float) -> dict[str, flo
     for name in shapes:
         shape = CONV_SHAPES[name]
         inputs = conv_inputs(shape)
-        for op in CONV_OPS:
+        for op in shape.ops:
             if library == "torch":
                 from xpconv.tools.rival import torch_op
 

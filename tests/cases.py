@@ -108,19 +108,152 @@ def check_finite_differences(rng, cfg, **extra):
     kw.update(extra)
     go = random_array(rng, xpconv.conv2d(x, wt, b, **kw).shape)
     grads = xpconv.conv2d_backward(go, x, wt, **kw)
+    assert_gradients_match(rng, lambda *a: xpconv.conv2d(*a, **kw), go, [x, wt, b], list(grads))
 
-    def loss(x_, w_, b_):
-        return float(np.sum(go * xpconv.conv2d(x_, w_, b_, **kw)))
+
+def assert_gradients_match(rng, forward, go, inputs, grads, count=8):
+    """Central differences (float64, step 1e-6) of L = sum(go · forward(*inputs)) at ``count`` random
+    entries of each input, against the analytic ``grads`` (one per input)."""
+
+    def loss(arrays):
+        return float(np.sum(go * forward(*arrays)))
 
     eps = 1e-6
-    for k, (arr, grad) in enumerate([(x, grads.input), (wt, grads.weight), (b, grads.bias)]):
-        for flat in rng.choice(arr.size, size=min(arr.size, 8), replace=False):
+    for k, (arr, grad) in enumerate(zip(inputs, grads, strict=True)):
+        for flat in rng.choice(arr.size, size=min(arr.size, count), replace=False):
             idx = np.unravel_index(flat, arr.shape)
-            plus, minus = [a.copy() for a in (x, wt, b)], [a.copy() for a in (x, wt, b)]
+            plus, minus = [a.copy() for a in inputs], [a.copy() for a in inputs]
             plus[k][idx] += eps
             minus[k][idx] -= eps
-            numeric = (loss(*plus) - loss(*minus)) / (2 * eps)
+            numeric = (loss(plus) - loss(minus)) / (2 * eps)
             assert abs(numeric - grad[idx]) <= 1e-6 * max(1.0, abs(numeric)), (k, idx, numeric, grad[idx])
+
+
+# --- pooling and transposed convolution -------------------------------------------------
+
+# (N, C, H, W, kernel_size, stride, padding, dilation, ceil_mode)
+MAX_CASES = [
+    pytest.param((2, 3, 6, 6, 2, None, 0, 1, False), id="2x2"),
+    pytest.param((2, 2, 7, 5, 3, 2, 1, 1, True), id="3x3-s2-p1-ceil"),
+    pytest.param((1, 3, 9, 8, (3, 2), (2, 1), (1, 1), (2, 1), False), id="rect-dilated"),
+    pytest.param((2, 2, 5, 7, 3, 1, 1, 1, False), id="3x3-s1-overlapping"),
+    pytest.param((2, 2, 6, 6, 2, 3, 1, 1, True), id="stride-beyond-kernel-ceil"),
+    pytest.param((1, 2, 5, 5, 5, 1, 2, 1, False), id="kernel-as-large-as-input"),
+    pytest.param((2, 1, 7, 7, 3, 2, 0, 2, True), id="dilated-ceil"),
+    pytest.param((1, 2, 4, 6, (1, 3), (1, 2), (0, 1), 1, True), id="1x3-ceil"),
+]
+# (N, C, H, W, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+AVG_CASES = [
+    pytest.param((2, 3, 6, 6, 2, None, 0, False, True, None), id="2x2"),
+    pytest.param((2, 2, 7, 5, 3, 2, 1, True, True, None), id="3x3-s2-p1-ceil"),
+    pytest.param((2, 2, 7, 5, 3, 2, 1, True, False, None), id="ceil-without-padding"),
+    pytest.param((1, 3, 9, 8, (3, 2), (2, 1), (1, 1), False, False, None), id="rect-without-padding"),
+    pytest.param((2, 2, 5, 7, 3, 1, 1, False, True, None), id="3x3-s1-p1"),
+    pytest.param((1, 2, 6, 5, (2, 3), 2, (1, 1), True, True, 7), id="divisor-override"),
+    pytest.param((2, 2, 5, 6, (5, 6), None, 0, False, True, None), id="global"),
+]
+
+
+def max_pool_args(cfg):
+    n, c, h, w, k, s, p, d, ceil = cfg
+    return (n, c, h, w), dict(kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil)
+
+
+def max_pool_oracle(x, go, kw):
+    k = pair(kw["kernel_size"])
+    s = k if kw["stride"] is None else pair(kw["stride"])
+    return oracle.oracle_max_pool2d(x, k, s, pair(kw["padding"]), pair(kw["dilation"]), kw["ceil_mode"], go)
+
+
+def avg_pool_args(cfg):
+    n, c, h, w, k, s, p, ceil, include, divisor = cfg
+    kw = dict(kernel_size=k, stride=s, padding=p, ceil_mode=ceil, count_include_pad=include, divisor_override=divisor)
+    return (n, c, h, w), kw
+
+
+def avg_pool_oracle(x, go, kw):
+    k = pair(kw["kernel_size"])
+    s = k if kw["stride"] is None else pair(kw["stride"])
+    return oracle.oracle_avg_pool2d(
+        x, k, s, pair(kw["padding"]), kw["ceil_mode"], kw["count_include_pad"], kw["divisor_override"], go
+    )
+
+
+def max_pool_input(rng, shape, dtype, ties):
+    """Standard normal values, or small integers so that windows hold ties."""
+    if ties:
+        return rng.integers(-2, 3, size=shape).astype(dtype)
+    return random_array(rng, shape, dtype)
+
+
+def check_max_pool(rng, cfg, dtype, ties=False, to=lambda a: a, after_kernels=lambda outputs: None, **extra):
+    """max_pool2d and its gradient (inputs moved by ``to``) against the oracle; ``after_kernels``
+    sees the outputs before they are compared (copied to the host)."""
+    shape, kw = max_pool_args(cfg)
+    x = max_pool_input(rng, shape, dtype, ties)
+    y = xpconv.max_pool2d(to(x), **kw, **extra)
+    go = random_array(rng, tuple(y.shape), dtype)
+    dx = xpconv.max_pool2d_backward(to(go), to(x), **kw, **extra)
+    after_kernels([y, dx])
+    ref_y, ref_dx = max_pool_oracle(x, go.astype(np.float64), kw)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(to_host(y), ref_y)  # a maximum is one of the inputs: exact, -inf included
+    assert_close(dx, ref_dx, dtype, "max_pool2d_backward")
+
+
+def check_avg_pool(rng, cfg, dtype, to=lambda a: a, after_kernels=lambda outputs: None, **extra):
+    """avg_pool2d and its gradient against the oracle, as :func:`check_max_pool`."""
+    shape, kw = avg_pool_args(cfg)
+    x = random_array(rng, shape, dtype)
+    y = xpconv.avg_pool2d(to(x), **kw, **extra)
+    go = random_array(rng, tuple(y.shape), dtype)
+    dx = xpconv.avg_pool2d_backward(to(go), to(x), **kw, **extra)
+    after_kernels([y, dx])
+    ref_y, ref_dx = avg_pool_oracle(x, go.astype(np.float64), kw)
+    assert_close(y, ref_y, dtype, "avg_pool2d")
+    assert_close(dx, ref_dx, dtype, "avg_pool2d_backward")
+
+
+# (N, C_in, H, W, C_out, kh, kw, stride, padding, output_padding, dilation, groups)
+TRANSPOSE_CASES = [
+    pytest.param((2, 3, 4, 5, 4, 3, 3, 1, 0, 0, 1, 1), id="3x3"),
+    pytest.param((2, 4, 4, 4, 3, 4, 4, 2, 1, 0, 1, 1), id="4x4-s2-p1-upsampling"),
+    pytest.param((2, 4, 3, 5, 6, 3, 2, (2, 3), (1, 0), (1, 2), 1, 2), id="rect-output-padding-groups"),
+    pytest.param((1, 2, 4, 4, 3, 3, 3, 1, 1, 1, 2, 1), id="output-padding-under-dilation"),
+    pytest.param((2, 3, 3, 3, 2, 2, 2, 3, 2, 2, 1, 1), id="stride-beyond-kernel"),
+    pytest.param((2, 4, 5, 4, 4, 3, 3, 1, 1, 0, 1, 4), id="depthwise"),
+    pytest.param((2, 5, 4, 3, 3, 1, 1, 1, 0, 0, 1, 1), id="pointwise"),
+    pytest.param((1, 2, 5, 6, 2, 3, 3, 2, 1, 1, (2, 1), 1), id="strided-dilated"),
+]
+
+
+def make_transpose_case(rng, cfg, dtype):
+    n, ci, h, w, co, kh, kw, s, p, op, d, g = cfg
+    x = random_array(rng, (n, ci, h, w), dtype)
+    wt = random_array(rng, (ci, co // g, kh, kw), dtype)
+    b = random_array(rng, (co,), dtype)
+    return x, wt, b, dict(stride=s, padding=p, output_padding=op, dilation=d, groups=g)
+
+
+def transpose_oracle(x, wt, b, kw, go=None):
+    return oracle.oracle_conv_transpose2d(
+        x, wt, b, pair(kw["stride"]), pair(kw["padding"]), pair(kw["output_padding"]), pair(kw["dilation"]),
+        kw["groups"], go,
+    )  # fmt: skip
+
+
+def check_conv_transpose(rng, cfg, dtype, to=lambda a: a, after_kernels=lambda outputs: None, **extra):
+    """conv_transpose2d and its three gradients against the oracle, as :func:`check_max_pool`."""
+    x, wt, b, kw = make_transpose_case(rng, cfg, dtype)
+    y = xpconv.conv_transpose2d(to(x), to(wt), to(b), **kw, **extra)
+    go = random_array(rng, tuple(y.shape), dtype)
+    grads = xpconv.conv_transpose2d_backward(to(go), to(x), to(wt), **kw, **extra)
+    after_kernels([y, *grads])
+    ref_y, (dx, dw, db) = transpose_oracle(x, wt, b, kw, go.astype(np.float64))
+    assert_close(y, ref_y, dtype, "forward")
+    assert_close(grads.input, dx, dtype, "grad input")
+    assert_close(grads.weight, dw, dtype, "grad weight")
+    assert_close(grads.bias, db, dtype, "grad bias")
 
 
 # --- MNIST-format files the tests write ---------------------------------------------------

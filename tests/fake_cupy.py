@@ -17,9 +17,13 @@ Registered as ``cupy`` in ``sys.modules`` for one test at a time (``make_module(
 * **Only real names.** Every public name offered is in ``cupy_api.json``, the snapshot of the real
   CuPy's names (``snapshot_cupy_api.py``); a name CuPy has but the stand-in does not implement
   raises ``AttributeError`` saying so, and a name CuPy lacks raises ``AttributeError`` like CuPy.
-* **Counters** (:data:`counters`): device random-generator constructions and host
+* **Counters** (:data:`counters`): device random-generator constructions, host
   synchronisations (``float()``, ``int()``, ``bool()``, ``.get()``, ``.item()``, ``.tolist()``,
-  ``asnumpy``), so tests can assert there are none inside the kernels.
+  ``asnumpy``), so tests can assert there are none inside the kernels, and **kernel launches**:
+  every operation that computes or copies on a device (ufuncs, reductions, ``matmul``, ``take``,
+  copies by assignment, ``astype``, ``copy``, a reshape that copies, advanced indexing, creation
+  with ``zeros``/``ones``/``full``/``arange``, host-to-device copies); views, ``empty`` and
+  ``as_strided`` launch nothing.  All counts are deterministic.
 
 Memory is host memory; "device" is a label checked on every operation.  Stricter than CuPy in
 one place: assigning a NumPy array into a device array (``a[...] = host``) is refused too.
@@ -38,7 +42,7 @@ _API = json.loads(Path(__file__).with_name("cupy_api.json").read_text())
 NAMES = {part: frozenset(names) for part, names in _API["names"].items()}
 VERSION = _API["cupy_version"]
 
-counters = {"rng_constructions": 0, "host_syncs": 0}
+counters = {"rng_constructions": 0, "host_syncs": 0, "launches": 0}
 _local = threading.local()
 
 
@@ -201,8 +205,16 @@ def _compute(fn, args, kwargs, *, sequence_first=False, out=None):
     dev = _check_device(*arrays)
     if out is not None:
         fn(*plain, **options, out=out._data)
+        _launched()
         return out
-    return _wrap(fn(*plain, **options), dev)
+    result = fn(*plain, **options)
+    if not (isinstance(result, np.ndarray) and any(np.shares_memory(result, a._data) for a in arrays)):
+        _launched()  # a view of an operand (broadcast_to, moveaxis, ...) launches nothing
+    return _wrap(result, dev)
+
+
+def _launched() -> None:
+    counters["launches"] += 1
 
 
 def _is_option(value) -> bool:
@@ -305,6 +317,7 @@ class ndarray:  # CuPy's name
         """A method's result: a view stays on this array's device, anything else is computed."""
         if isinstance(data, np.ndarray) and np.shares_memory(data, self._data):
             return self._view(data)
+        _launched()
         return _wrap(data, _check_device(self, *operands))
 
     # host synchronisations
@@ -345,6 +358,7 @@ class ndarray:  # CuPy's name
         data = self._data[index]
         if _is_basic(key):
             return self._view(data)
+        _launched()
         return _wrap(data if not np.shares_memory(data, self._data) else data.copy(), _check_device(self, *arrays))
 
     def __setitem__(self, key, value):
@@ -353,6 +367,7 @@ class ndarray:  # CuPy's name
         value = _operand(value, arrays)
         _check_device(*arrays)
         self._data[index] = value
+        _launched()
 
     # methods (only names the real cupy.ndarray has)
     def reshape(self, *shape, order="C"):
@@ -376,15 +391,18 @@ class ndarray:  # CuPy's name
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
         if not copy and np.dtype(dtype) == self.dtype:
             return self
+        _launched()
         return _wrap(self._data.astype(dtype, order=order), _check_device(self))
 
     def copy(self, order="C"):
         # CuPy copies onto the *current* device, whatever the source's device
+        _launched()
         return ndarray._from_data(self._data.copy(order=order), current_device())
 
     def fill(self, value):
         _check_device(self)
         self._data.fill(_operand(value, []))
+        _launched()
 
     def __getattr__(self, name):
         if name in NAMES["cupy.ndarray"] and hasattr(np.ndarray, name):
@@ -483,6 +501,7 @@ _CREATION = {"empty", "zeros", "ones", "full", "arange", "eye", "identity", "lin
 def _asarray(a, dtype=None, order=None, *, blocking=False):
     if isinstance(a, ndarray):
         return a if dtype is None or np.dtype(dtype) == a.dtype else a.astype(dtype)
+    _launched()  # a host-to-device copy
     return ndarray._from_data(np.array(a, dtype=dtype, order=order or "K"), current_device())
 
 
@@ -491,6 +510,14 @@ def _asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
         counters["host_syncs"] += 1
         return a._data.copy(order=order)
     return np.asarray(a, order=order)
+
+
+def _as_strided(x, shape=None, strides=None):
+    """CuPy's ``as_strided``: a view of a device array's memory (no kernel, no device check);
+    like CuPy, it takes no ``writeable`` argument."""
+    if not isinstance(x, ndarray):
+        raise _unsupported(x)
+    return x._view(np.lib.stride_tricks.as_strided(x._data, shape, strides))
 
 
 def _get_array_module(*args):
@@ -502,6 +529,7 @@ def _ascontiguousarray(a, dtype=None):
         raise _unsupported(a)
     if a._data.flags.c_contiguous and (dtype is None or np.dtype(dtype) == a.dtype):
         return a
+    _launched()
     return _wrap(np.ascontiguousarray(a._data, dtype=dtype), _check_device(a))
 
 
@@ -513,6 +541,8 @@ def _module_function(name):
             for v in (*args, *kwargs.values()):
                 if isinstance(v, (np.ndarray, list, ndarray)):
                     raise _unsupported(v)
+            if name != "empty":  # empty allocates; the others fill
+                _launched()
             return ndarray._from_data(fn(*args, **kwargs), current_device())
 
         return create
@@ -545,6 +575,7 @@ def make_module() -> types.ModuleType:
     mod.ascontiguousarray = _ascontiguousarray
     mod.random = _namespace("cupy.random", default_rng=_default_rng, Generator=Generator)
     mod.cuda = _namespace("cupy.cuda", Device=Device, runtime=runtime)
+    mod.lib = _namespace("cupy.lib", stride_tricks=_namespace("cupy.lib.stride_tricks", as_strided=_as_strided))
 
     def __getattr__(name):
         if name in NAMES["cupy"] and hasattr(np, name):
@@ -555,7 +586,14 @@ def make_module() -> types.ModuleType:
         raise AttributeError(_missing("cupy", name))
 
     mod.__getattr__ = __getattr__
-    for part, obj in (("cupy", mod), ("cupy.random", mod.random), ("cupy.cuda", mod.cuda)):
+    parts = (
+        ("cupy", mod),
+        ("cupy.random", mod.random),
+        ("cupy.cuda", mod.cuda),
+        ("cupy.lib", mod.lib),
+        ("cupy.lib.stride_tricks", mod.lib.stride_tricks),
+    )
+    for part, obj in parts:
         offered = {n for n in vars(obj) if not n.startswith("_")}
         assert offered <= NAMES[part], f"the stand-in offers names CuPy lacks: {sorted(offered - NAMES[part])}"
     _MODULE = mod

@@ -102,3 +102,134 @@ def same_padding(kernel, dilation):
         total = d * (k - 1)
         pads += [total // 2, total - total // 2]
     return tuple(pads)
+
+
+# --- pooling: windows scanned pixel by pixel, PyTorch's rules written out -----------------------
+
+
+def pool_out_size(size, k, s, p, d, ceil_mode):
+    """Windows that start at r·s - p and fit in the padded input; with ceil_mode one more that
+    only starts inside it, unless it would start beyond the input and its left padding."""
+    span = d * (k - 1) + 1
+    count = 0
+    while count * s + span <= size + 2 * p:
+        count += 1
+    if ceil_mode and (count - 1) * s + span < size + 2 * p and count * s < size + p:
+        count += 1
+    return count
+
+
+def _pool_loop(x, kernel, stride, pad, dilation, ceil_mode, visit):
+    """Call ``visit(s, c, p, q, taps)`` per output pixel with its in-image taps [(ih, iw, flat offset)]."""
+    n, ch, h, w = x.shape
+    oh = pool_out_size(h, kernel[0], stride[0], pad[0], dilation[0], ceil_mode)
+    ow = pool_out_size(w, kernel[1], stride[1], pad[1], dilation[1], ceil_mode)
+    for s in range(n):
+        for c in range(ch):
+            for p in range(oh):
+                for q in range(ow):
+                    taps = []
+                    for i in range(kernel[0]):
+                        ih = p * stride[0] - pad[0] + i * dilation[0]
+                        for j in range(kernel[1]):
+                            iw = q * stride[1] - pad[1] + j * dilation[1]
+                            if 0 <= ih < h and 0 <= iw < w:
+                                taps.append((ih, iw))
+                    visit(s, c, p, q, taps)
+    return oh, ow
+
+
+def oracle_max_pool2d(x, kernel, stride, pad, dilation, ceil_mode, go=None):
+    """``(y, dx)``: the maximum over each window's in-image pixels and, for ``go``, the gradient routed
+    to the pixel PyTorch chooses: scanning in row-major order from the first in-image pixel, move
+    to a value that is greater, or NaN."""
+    x = np.asarray(x, np.float64)
+    outputs, chosen = {}, {}
+
+    def visit(s, c, p, q, taps):
+        best_at, best = (taps or [None])[0], -np.inf  # a dilated window may miss the input: -inf, no gradient
+        for ih, iw in taps:
+            v = x[s, c, ih, iw]
+            if v > best or np.isnan(v):
+                best, best_at = v, (ih, iw)
+        outputs[s, c, p, q] = best
+        chosen[s, c, p, q] = best_at
+
+    oh, ow = _pool_loop(x, kernel, stride, pad, dilation, ceil_mode, visit)
+    y = np.zeros((x.shape[0], x.shape[1], oh, ow))
+    dx = np.zeros_like(x)
+    for (s, c, p, q), v in outputs.items():
+        y[s, c, p, q] = v
+        if go is not None and chosen[s, c, p, q] is not None:
+            ih, iw = chosen[s, c, p, q]
+            dx[s, c, ih, iw] += go[s, c, p, q]
+    return y, dx
+
+
+def oracle_avg_pool2d(x, kernel, stride, pad, ceil_mode, count_include_pad, divisor_override, go=None):
+    """``(y, dx)``: each window's sum over its in-image pixels divided by ``divisor_override``, or by
+    the window's size clipped to the padded input (``count_include_pad``) or to the input."""
+    x = np.asarray(x, np.float64)
+    n, ch, h, w = x.shape
+    sums, divisors, members = {}, {}, {}
+
+    def visit(s, c, p, q, taps):
+        sums[s, c, p, q] = sum(x[s, c, ih, iw] for ih, iw in taps)
+        members[s, c, p, q] = taps
+        if divisor_override is not None:
+            divisors[s, c, p, q] = divisor_override
+        elif count_include_pad:
+            rows = min(p * stride[0] - pad[0] + kernel[0], h + pad[0]) - (p * stride[0] - pad[0])
+            cols = min(q * stride[1] - pad[1] + kernel[1], w + pad[1]) - (q * stride[1] - pad[1])
+            divisors[s, c, p, q] = rows * cols
+        else:
+            divisors[s, c, p, q] = len(taps)
+
+    oh, ow = _pool_loop(x, kernel, stride, pad, (1, 1), ceil_mode, visit)
+    y = np.zeros((n, ch, oh, ow))
+    dx = np.zeros_like(x)
+    for key, total in sums.items():
+        y[key] = total / divisors[key]
+        if go is not None:
+            for ih, iw in members[key]:
+                dx[key[0], key[1], ih, iw] += go[key] / divisors[key]
+    return y, dx
+
+
+# --- transposed convolution: every input pixel scatters its kernel-weighted value -----------------
+
+
+def oracle_conv_transpose2d(x, w, b, stride, pad, output_padding, dilation, groups, go=None):
+    """``(y, (dx, dw, db))``: y[n, g·Cog + co, ih·s - p + i·d, ...] += x[n, ci, ih, iw] · w[ci, co, i, j]
+    over every input pixel and tap landing in the output, then the bias; the gradients, for ``go``,
+    by the same loop read backwards."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    n, c_in, h, wd = x.shape
+    _, cog, kh, kw = w.shape
+    cig = c_in // groups
+    out_h = (h - 1) * stride[0] - 2 * pad[0] + dilation[0] * (kh - 1) + output_padding[0] + 1
+    out_w = (wd - 1) * stride[1] - 2 * pad[1] + dilation[1] * (kw - 1) + output_padding[1] + 1
+    y = np.zeros((n, cog * groups, out_h, out_w))
+    dx, dw = np.zeros_like(x), np.zeros_like(w)
+    for s in range(n):
+        for ci in range(c_in):
+            g = ci // cig
+            for ih in range(h):
+                for iw in range(wd):
+                    for co in range(cog):
+                        for i in range(kh):
+                            oy = ih * stride[0] - pad[0] + i * dilation[0]
+                            if not 0 <= oy < out_h:
+                                continue
+                            for j in range(kw):
+                                ox = iw * stride[1] - pad[1] + j * dilation[1]
+                                if 0 <= ox < out_w:
+                                    y[s, g * cog + co, oy, ox] += x[s, ci, ih, iw] * w[ci, co, i, j]
+                                    if go is not None:
+                                        dx[s, ci, ih, iw] += go[s, g * cog + co, oy, ox] * w[ci, co, i, j]
+                                        dw[ci, co, i, j] += go[s, g * cog + co, oy, ox] * x[s, ci, ih, iw]
+    if b is not None:
+        y += np.asarray(b, np.float64)[None, :, None, None]
+    db = None if go is None else np.array([go[:, o].sum() for o in range(cog * groups)])
+    return y, (dx, dw, db)

@@ -12,7 +12,16 @@ import json
 from pathlib import Path
 
 SNAPSHOT = Path(__file__).with_name("cupy_api.json")
-PARTS = ("cupy", "cupy.ndarray", "cupy.random", "cupy.random.Generator", "cupy.cuda", "cupy.cuda.runtime")
+PARTS = (
+    "cupy",
+    "cupy.ndarray",
+    "cupy.random",
+    "cupy.random.Generator",
+    "cupy.cuda",
+    "cupy.cuda.runtime",
+    "cupy.lib",
+    "cupy.lib.stride_tricks",
+)
 
 
 def public_names(cupy) -> dict:
@@ -24,6 +33,8 @@ def public_names(cupy) -> dict:
         "cupy.random.Generator": cupy.random.Generator,
         "cupy.cuda": cupy.cuda,
         "cupy.cuda.runtime": cupy.cuda.runtime,
+        "cupy.lib": cupy.lib,
+        "cupy.lib.stride_tricks": cupy.lib.stride_tricks,
     }
     return {part: sorted(n for n in dir(objects[part]) if not n.startswith("_")) for part in PARTS}
 

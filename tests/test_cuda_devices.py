@@ -2,6 +2,8 @@
 results equal to the CPU's within the dtype tolerances, outputs on the inputs' device, no host
 synchronisation inside the kernels, one random generator per Dropout layer."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,21 @@ import xpconv
 from xpconv.tools.cli import main
 
 import fake_cupy
-from cases import CONFIGS, assert_close, digit_like, make_case, random_array, write_pair
+from cases import (
+    AVG_CASES,
+    CONFIGS,
+    MAX_CASES,
+    TRANSPOSE_CASES,
+    assert_close,
+    check_avg_pool,
+    check_conv_transpose,
+    check_max_pool,
+    digit_like,
+    make_case,
+    make_transpose_case,
+    random_array,
+    write_pair,
+)
 
 DEVICES = ["cuda", "cuda:1"]
 DTYPES = [np.float16, np.float32, np.float64]
@@ -151,3 +167,82 @@ def test_missing_gpu_is_one_line(fake_cupy_module, capsys, command):
     assert main([*command, "--device", "cuda:5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'cuda:5' does not exist: 2 CUDA device(s) visible" in err[0]
+
+
+def _on_device_without_syncs(device):
+    """``after_kernels`` for the checks: the outputs are on ``device`` and no kernel synced the host."""
+
+    def after_kernels(outputs):
+        assert fake_cupy.counters["host_syncs"] == 0
+        _assert_on(outputs, device)
+
+    return after_kernels
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("workspace", [None, 1])
+def test_pooling_on_device_matches_oracle_and_cpu(fake_cupy_module, rng, device, dtype, workspace):
+    """On the stand-in the pooling reduces in one step per reduction (CuPy's way) on NumPy's data:
+    both ways are checked against the oracle, and the device's result against the CPU's."""
+    to, extra = _on(device), dict(workspace_bytes=workspace, after_kernels=_on_device_without_syncs(device))
+    for cfg in MAX_CASES:
+        fake_cupy.reset_counters()
+        check_max_pool(rng, cfg.values[0], dtype, ties=True, to=to, **extra)
+    for cfg in AVG_CASES:
+        fake_cupy.reset_counters()
+        check_avg_pool(rng, cfg.values[0], dtype, to=to, **extra)
+    x = random_array(rng, (2, 3, 7, 6), dtype)
+    x[0, 1, :2, :2] = np.nan
+    go = random_array(rng, (2, 3, 4, 4), dtype)
+    kw = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)
+    np.testing.assert_array_equal(xpconv.to_numpy(xpconv.max_pool2d(to(x), **kw)), xpconv.max_pool2d(x, **kw))
+    cpu = xpconv.max_pool2d_backward(go, x, **kw)
+    _same_as_cpu(xpconv.max_pool2d_backward(to(go), to(x), **kw), cpu, dtype, "max_pool2d_backward")
+    _same_as_cpu(xpconv.avg_pool2d(to(x[1:]), **kw), xpconv.avg_pool2d(x[1:], **kw), dtype, "avg_pool2d")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("cfg", TRANSPOSE_CASES[::2])
+def test_conv_transpose_on_device_matches_oracle_and_cpu(fake_cupy_module, rng, cfg, device, dtype):
+    fake_cupy.reset_counters()
+    check_conv_transpose(rng, cfg, dtype, to=_on(device), after_kernels=_on_device_without_syncs(device))
+    x, wt, b, kw = make_transpose_case(rng, cfg, dtype)
+    _same_as_cpu(
+        xpconv.conv_transpose2d(*map(_on(device), (x, wt, b)), **kw), xpconv.conv_transpose2d(x, wt, b, **kw), dtype,
+        "forward",
+    )  # fmt: skip
+
+
+def _launches(call):
+    fake_cupy.reset_counters()
+    call()
+    return fake_cupy.counters["launches"]
+
+
+@pytest.mark.parametrize("batch", [1, 32])
+def test_pooling_and_transposed_launch_a_handful_of_kernels(fake_cupy_module, rng, batch):
+    """On CUDA a pooling launches the same few kernels whatever its window (one reduction over the
+    windows view; one gather and one sum for the gradient), and whatever the batch that fits."""
+    to = _on("cuda")
+    x = to(random_array(rng, (batch, 8, 16, 16), np.float32))
+    counts = set()
+    for k, s, p in [(2, 2, 1), (3, 2, 1), (3, 1, 1), (5, 1, 2)]:
+        go = to(random_array(rng, tuple(xpconv.max_pool2d(x, k, s, p).shape), np.float32))
+        xpconv.max_pool2d_backward(go, x, k, s, p)  # device constants are copied on first use
+        xpconv.avg_pool2d_backward(go, x, k, s, p)
+        calls = [
+            functools.partial(xpconv.max_pool2d, x, k, s, p),
+            functools.partial(xpconv.max_pool2d_backward, go, x, k, s, p),
+            functools.partial(xpconv.avg_pool2d, x, k, s, p),
+            functools.partial(xpconv.avg_pool2d_backward, go, x, k, s, p),
+        ]
+        counts.add(tuple(_launches(call) for call in calls))
+    assert len(counts) == 1, counts  # the same for every window
+    max_fwd, max_bwd, avg_fwd, avg_bwd = counts.pop()
+    assert max(max_fwd, avg_fwd) <= 5 and max(max_bwd, avg_bwd) <= 24, (max_fwd, max_bwd, avg_fwd, avg_bwd)
+    w = to(random_array(rng, (8, 4, 4, 4), np.float32))
+    go = to(random_array(rng, (batch, 4, 32, 32), np.float32))
+    assert _launches(lambda: xpconv.conv_transpose2d(x, w, stride=2, padding=1)) <= 8
+    assert _launches(lambda: xpconv.conv_transpose2d_backward(go, x, w, stride=2, padding=1)) <= 16

@@ -110,3 +110,98 @@ def test_bias_bad_input():
         xpconv.bias_backward(np.zeros((2, 4)), axis=1.0)
     with pytest.raises(TypeError, match="grad_output must be float"):
         xpconv.bias_backward(np.zeros((2, 4), np.int8))
+
+
+# --- pooling and transposed convolution ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "words"),
+    [
+        (lambda: xpconv.max_pool2d(X, 0), ValueError, ["kernel_size must be positive", "0"]),
+        (lambda: xpconv.max_pool2d(X, 2, stride=0), ValueError, ["stride must be positive"]),
+        (lambda: xpconv.max_pool2d(X, 2, dilation=(1, 0)), ValueError, ["dilation must be positive"]),
+        (lambda: xpconv.max_pool2d(X, 2, padding=-1), ValueError, ["padding must be non-negative"]),
+        (lambda: xpconv.max_pool2d(X, 3, padding=2), ValueError, ["padding must be at most half", "(2, 2)", "(3, 3)"]),
+        (lambda: xpconv.max_pool2d(X, 9), ValueError, ["too small", "(2, 3, 8, 8)", "0x0"]),
+        (lambda: xpconv.max_pool2d(X, 2.0), TypeError, ["kernel_size must be an int or a pair", "2.0"]),
+        (lambda: xpconv.max_pool2d(X, 2, ceil_mode="yes"), TypeError, ["ceil_mode must be True or False"]),
+        (lambda: xpconv.max_pool2d(X[0], 2), ValueError, ["x must have 4 dimensions"]),
+        (lambda: xpconv.max_pool2d(None, 2), TypeError, ["x must be a NumPy or CuPy array", "NoneType"]),
+        (lambda: xpconv.max_pool2d(X.astype(int), 2), TypeError, ["x must be float16, float32 or float64"]),
+        (lambda: xpconv.max_pool2d(X, 2, workspace_bytes=0), ValueError, ["workspace_bytes must be positive"]),
+        (
+            lambda: xpconv.max_pool2d_backward(np.zeros((2, 3, 3, 3), np.float32), X, 2),
+            ValueError,
+            ["grad_output must have the forward output's shape (2, 3, 4, 4)", "(2, 3, 3, 3)"],
+        ),
+        (
+            lambda: xpconv.max_pool2d_backward(np.zeros((2, 3, 4, 4)), X, 2),
+            TypeError,
+            ["share one dtype", "grad_output is float64", "x is float32"],
+        ),
+        (lambda: xpconv.avg_pool2d(X, 2, divisor_override=0), ValueError, ["divisor_override must not be zero"]),
+        (lambda: xpconv.avg_pool2d(X, 2, divisor_override=1.5), TypeError, ["divisor_override must be an int"]),
+        (lambda: xpconv.avg_pool2d(X, 2, count_include_pad=1), TypeError, ["count_include_pad must be True or False"]),
+        (lambda: xpconv.avg_pool2d(X, 4, padding=3), ValueError, ["padding must be at most half"]),
+        (
+            lambda: xpconv.conv_transpose2d(X, np.zeros((4, 2, 3, 3), np.float32)),
+            ValueError,
+            ["weight has 4 input channels", "(C_in, C_out/groups, kh, kw)", "x has 3"],
+        ),
+        (
+            lambda: xpconv.conv_transpose2d(X, np.zeros((3, 2, 3, 3), np.float32), groups=2),
+            ValueError,
+            ["groups=2 must divide the input channels", "3"],
+        ),
+        (
+            lambda: xpconv.conv_transpose2d(X, np.zeros((3, 2, 3, 3), np.float32), stride=2, output_padding=2),
+            ValueError,
+            ["output_padding must be smaller than either stride or dilation", "(2, 2)"],
+        ),
+        (
+            lambda: xpconv.conv_transpose2d(X, np.zeros((3, 2, 3, 3), np.float32), padding=6),
+            ValueError,
+            ["output would be", "x of shape (2, 3, 8, 8)"],
+        ),
+        (
+            lambda: xpconv.conv_transpose2d(X, np.zeros((3, 2, 3, 3), np.float32), padding="same"),
+            TypeError,
+            ["padding must be an int or a pair", "'same'"],
+        ),
+        (
+            lambda: xpconv.conv_transpose2d(X, np.zeros((3, 2, 3, 3), np.float32), np.zeros(3, np.float32)),
+            ValueError,
+            ["bias must have shape (2,)", "(3,)"],
+        ),
+        (
+            lambda: xpconv.conv_transpose2d(X, np.zeros((3, 0, 3, 3), np.float32)),
+            ValueError,
+            ["weight must have non-empty dimensions"],
+        ),
+        (
+            lambda: xpconv.conv_transpose2d_backward(
+                np.zeros((2, 2, 9, 9), np.float32), X, np.zeros((3, 2, 3, 3), np.float32)
+            ),
+            ValueError,
+            ["grad_output must have the forward output's shape (2, 2, 10, 10)", "(2, 2, 9, 9)"],
+        ),
+        (
+            lambda: xpconv.conv_transpose2d_backward(
+                np.zeros((2, 2, 10, 10), np.float32), X, np.zeros((3, 2, 3, 3), np.float32), with_bias="no"
+            ),
+            TypeError,
+            ["with_bias must be True or False", "'no'"],
+        ),
+        (
+            lambda: xpconv.conv_transpose2d(X, np.zeros((3, 2, 3, 3), np.float32), stride=2, algorithm="winograd"),
+            ValueError,
+            ["algorithm='winograd' needs", "stride (2, 2)"],
+        ),
+    ],
+)
+def test_pooling_and_transposed_errors(call, exc, words):
+    with pytest.raises(exc) as info:
+        call()
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))

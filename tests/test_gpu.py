@@ -112,3 +112,30 @@ def test_check_command_on_cuda():
 
     rows = run_check("cuda", dtypes=("float16", "float32", "float64"))
     assert all(r.ok for r in rows), [r for r in rows if not r.ok]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pooling_and_transposed_cpu_cuda_parity(rng, dtype):
+    x = random_array(rng, (3, 4, 11, 9), dtype)
+    x[0, 0, :2, :2] = np.nan
+    pools = [
+        (xpconv.max_pool2d, xpconv.max_pool2d_backward, dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+        (xpconv.avg_pool2d, xpconv.avg_pool2d_backward, dict(kernel_size=3, stride=1, padding=1)),
+    ]
+    for forward, backward, kw in pools:
+        y_cpu = forward(x, **kw)
+        go = random_array(rng, y_cpu.shape, dtype)
+        with _no_sync():
+            y_gpu, g_gpu = forward(_cuda(x), **kw), backward(_cuda(go), _cuda(x), **kw)
+        np.testing.assert_array_equal(xpconv.to_numpy(y_gpu), y_cpu)  # NaN where NaN
+        assert_close(g_gpu, backward(go, x, **kw).astype(np.float64), dtype, forward.__name__)
+    x, wt, b = (random_array(rng, s, dtype) for s in [(2, 6, 7, 5), (6, 4, 4, 4), (4,)])
+    kw = dict(stride=2, padding=1)
+    y_cpu = xpconv.conv_transpose2d(x, wt, b, **kw)
+    go = random_array(rng, y_cpu.shape, dtype)
+    with _no_sync():
+        y_gpu = xpconv.conv_transpose2d(_cuda(x), _cuda(wt), _cuda(b), **kw)
+        g_gpu = xpconv.conv_transpose2d_backward(_cuda(go), _cuda(x), _cuda(wt), **kw)
+    assert_close(y_gpu, y_cpu.astype(np.float64), dtype, "conv_transpose2d")
+    for part, cpu in zip(("input", "weight", "bias"), xpconv.conv_transpose2d_backward(go, x, wt, **kw), strict=True):
+        assert_close(getattr(g_gpu, part), cpu.astype(np.float64), dtype, part)

@@ -4,7 +4,21 @@ import numpy as np
 import pytest
 
 import xpconv
-from xpconv.nn import SGD, Conv2D, Dense, Dropout, Flatten, ReLU, Sequential, SoftmaxCrossEntropy, Tanh
+from xpconv.nn import (
+    SGD,
+    AvgPool2D,
+    Conv2D,
+    ConvTranspose2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool2D,
+    ReLU,
+    Sequential,
+    SoftmaxCrossEntropy,
+    Tanh,
+    lenet5_network,
+)
 
 from cases import random_array
 
@@ -55,6 +69,47 @@ def test_conv_layer_gradients(rng, make):
     layer = make()
     c = layer.weight.value.shape[1] * layer.groups
     check_layer(layer, random_array(rng, (2, c, 6, 7)), rng)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        MaxPool2D(2),
+        MaxPool2D(3, stride=2, padding=1, ceil_mode=True),
+        AvgPool2D(3, 1, 1),
+        AvgPool2D((2, 3), ceil_mode=True, count_include_pad=False),
+    ],
+)
+def test_pooling_layer_gradients(rng, layer):
+    check_layer(layer, random_array(rng, (2, 3, 6, 7)), rng)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ConvTranspose2D(3, 2, 4, stride=2, padding=1, dtype="float64", seed=1),
+        lambda: ConvTranspose2D(4, 6, (3, 2), stride=(2, 1), output_padding=(1, 0), groups=2, dtype="float64", seed=2),
+        lambda: ConvTranspose2D(3, 3, 3, padding=1, bias=False, dtype="float64", seed=3),
+    ],
+)
+def test_conv_transpose_layer_gradients(rng, make):
+    layer = make()
+    check_layer(layer, random_array(rng, (2, layer.weight.value.shape[0], 5, 4)), rng)
+
+
+def test_lenet5_shapes_and_gradient(rng):
+    model = lenet5_network(28, 28, dtype="float64", seed=0)
+    assert [tuple(p.value.shape) for p in model.parameters()][::2] == [
+        (6, 1, 5, 5), (16, 6, 5, 5), (120, 400), (84, 120), (10, 84),
+    ]  # fmt: skip
+    check_layer(lenet5_network(16, 12, dtype="float64", seed=1), random_array(rng, (2, 1, 16, 12)), rng)
+    with pytest.raises(ValueError, match="at least 12x12 pixels, got 8x8"):
+        lenet5_network(8, 8)
+
+
+def test_pooling_layer_backward_before_forward():
+    with pytest.raises(RuntimeError, match="MaxPool2D.backward called before forward"):
+        MaxPool2D(2).backward(np.zeros((1, 1, 1, 1)))
 
 
 def test_dense_layer_gradients(rng):

@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 
 from ._chunking import batch_chunks
+from ._constants import constant
 from ._geometry import ConvGeometry
 from ._parallel import map_chunks
 from ._patches import pad_input
@@ -99,26 +98,6 @@ def _kron(m: int, which: str, dtype: str) -> np.ndarray:
     else:
         k = np.kron(mats.G, mats.G)  # (a², 9): vec(G w Gᵀ) = (G⊗G) vec(w)
     return np.ascontiguousarray(k.astype(dtype))
-
-
-def constant(xp: ModuleType, build: Callable[..., np.ndarray], *args: Any) -> Array:
-    """The host array ``build(*args)`` (a cached builder) as an ``xp`` array on the current device.
-
-    On CuPy each constant — a transform matrix, a tile index — is copied to a device once and
-    kept, rather than copied again for every call or chunk."""
-    host = build(*args)
-    if xp is np:
-        return host
-    key = (build.__name__, args, xp.cuda.Device().id)
-    array = _device_constants.get(key)
-    if array is None:
-        if len(_device_constants) >= 256:  # many geometries over a long run: start again
-            _device_constants.clear()
-        array = _device_constants[key] = xp.asarray(host)
-    return array
-
-
-_device_constants: dict[tuple[Any, ...], Array] = {}
 
 
 def kron(xp: ModuleType, m: int, which: str, dtype: DTypeLike) -> Array:

@@ -17,6 +17,8 @@ Winograd's transforms and chunk loops are in :mod:`xpconv._winograd`.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from ._backend import device_scope
 from ._checks import as_bool, check_arrays, compute_dtype
 from ._chunking import DEFAULT_WORKSPACE_BYTES, batch_chunks, workspace_limit
@@ -28,7 +30,17 @@ from ._winograd import winograd_applies, winograd_forward, winograd_weight_gradi
 from ._workspace import scratch
 from .bias import add_bias, bias_grad
 
-__all__ = ["ALGORITHMS", "DEFAULT_WORKSPACE_BYTES", "choose_algorithm", "conv2d", "conv2d_backward", "winograd_applies"]
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULT_WORKSPACE_BYTES",
+    "choose_algorithm",
+    "conv2d",
+    "conv2d_backward",
+    "forward_pass",
+    "input_gradient",
+    "weight_gradient",
+    "winograd_applies",
+]
 
 ALGORITHMS = ("auto", "im2col", "winograd")
 
@@ -142,17 +154,25 @@ def conv2d(
     )
     limit = workspace_limit(workspace_bytes)
     method = choose_algorithm(algorithm, g)
-    acc = compute_dtype(dtype)
     with device_scope(x), blas_single_threaded(xp):
-        y = xp.empty(g.output_shape, dtype=acc)
-        weight = xp.ascontiguousarray(weight.astype(acc, copy=False))  # small; strided views would keep GEMMs off BLAS
-        bias = None if bias is None else bias.astype(acc, copy=False)
-        if method == "winograd":
-            winograd_forward(xp, x, weight, bias, y, g, limit)
-        else:
-            chunks = batch_chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=False), limit, xp)
-            _gemm_forward(xp, x, weight, bias, y, g, chunks)
-        return y.astype(dtype, copy=False)
+        return forward_pass(xp, x, weight, bias, g, limit, method).astype(dtype, copy=False)
+
+
+def forward_pass(
+    xp: ModuleType, x: Array, weight: Array, bias: Array | None, g: ConvGeometry, limit: int, method: str
+) -> Array:
+    """The convolution of checked arguments, in the compute dtype (float32 for float16), by
+    ``method`` (``"im2col"`` or ``"winograd"``); the caller holds the device and BLAS scopes."""
+    acc = compute_dtype(x.dtype)
+    y = xp.empty(g.output_shape, dtype=acc)
+    weight = xp.ascontiguousarray(weight.astype(acc, copy=False))  # small; strided views would keep GEMMs off BLAS
+    bias = None if bias is None else bias.astype(acc, copy=False)
+    if method == "winograd":
+        winograd_forward(xp, x, weight, bias, y, g, limit)
+    else:
+        chunks = batch_chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=False), limit, xp)
+        _gemm_forward(xp, x, weight, bias, y, g, chunks)
+    return y
 
 
 def _patch_matrices(xp, x, batch: slice, g: ConvGeometry, dtype):
@@ -219,31 +239,69 @@ def conv2d_backward(
     method = choose_algorithm(algorithm, g)
     acc = compute_dtype(dtype)
     with device_scope(x), blas_single_threaded(xp):
-        grad_x = xp.empty(x.shape, dtype=acc)
-        grad_w = xp.zeros(weight.shape, dtype=acc)
-        grad_b = xp.zeros(g.o, dtype=acc) if with_bias else None
         w = xp.ascontiguousarray(weight.astype(acc, copy=False))
-        if method == "winograd":
-            winograd_weight_gradient(xp, grad_output, x, grad_w, grad_b, g, limit)
-            # the input gradient: a stride-1 correlation of grad_output with the flipped kernel,
-            # by Winograd too (by col2im where the padding reaches beyond the kernel)
-            g_t = transposed_geometry(g)
-            if g_t is not None:
-                winograd_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, limit)
-            else:
-                chunks = batch_chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), limit, xp)
-                _gemm_backward(xp, grad_output, x, w, grad_x, None, None, g, chunks)
-        else:
-            # For stride 1 the input gradient is a convolution of grad_output with the flipped
-            # kernel: cheaper than col2im when the output has no more channels than the input (its
-            # patches are no larger).  Elsewhere the same pass over the patches computes it, by col2im.
-            g_t = transposed_geometry(g) if g.o <= g.c else None
+        if method == "im2col" and _input_gradient_by_col2im(g):
+            # one pass over the patches gives all three gradients
+            grad_x = xp.empty(x.shape, dtype=acc)
+            grad_w = xp.zeros(weight.shape, dtype=acc)
+            grad_b = xp.zeros(g.o, dtype=acc) if with_bias else None
             chunks = batch_chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), limit, xp)
-            _gemm_backward(xp, grad_output, x, w, grad_x if g_t is None else None, grad_w, grad_b, g, chunks)
-            if g_t is not None:
-                chunks = batch_chunks(g.n, _scratch_per_sample(g_t, acc.itemsize, backward=False), limit, xp)
-                _gemm_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, chunks)
+            _gemm_backward(xp, grad_output, x, w, grad_x, grad_w, grad_b, g, chunks)
+        else:
+            grad_w, grad_b = weight_gradient(xp, grad_output, x, g, limit, method, with_bias)
+            grad_x = input_gradient(xp, grad_output, w, g, limit, method)
         return Gradients(*(None if a is None else a.astype(dtype, copy=False) for a in (grad_x, grad_w, grad_b)))
+
+
+def _input_gradient_by_col2im(g: ConvGeometry) -> bool:
+    """Whether im2col's input gradient goes through col2im rather than the transposed correlation.
+
+    For stride 1 the input gradient is a convolution of grad_output with the flipped kernel:
+    cheaper than col2im when the output has no more channels than the input (its patches are no
+    larger).  Elsewhere (and where the padding reaches beyond the kernel) col2im computes it."""
+    return g.o > g.c or transposed_geometry(g) is None
+
+
+def input_gradient(
+    xp: ModuleType, grad_output: Array, weight: Array, g: ConvGeometry, limit: int, method: str
+) -> Array:
+    """The gradient of the convolution with respect to its input (the adjoint of :func:`forward_pass`),
+    ``(N, O, oh, ow)`` -> ``(N, C, H, W)`` in the compute dtype.
+
+    By the correlation of the padded ``grad_output`` with the flipped, transposed kernel where
+    that applies (stride 1) — by Winograd under ``"winograd"``, and under ``"im2col"`` when
+    ``O <= C`` — else by ``wᵀ · grad_output`` and col2im."""
+    acc = compute_dtype(grad_output.dtype)
+    w = xp.ascontiguousarray(weight.astype(acc, copy=False))
+    grad_x = xp.empty((g.n, g.c, g.h, g.w), dtype=acc)
+    g_t = transposed_geometry(g)
+    if g_t is not None and (method == "winograd" or not _input_gradient_by_col2im(g)):
+        if method == "winograd":
+            winograd_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, limit)
+        else:
+            chunks = batch_chunks(g.n, _scratch_per_sample(g_t, acc.itemsize, backward=False), limit, xp)
+            _gemm_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, chunks)
+    else:
+        chunks = batch_chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), limit, xp)
+        _gemm_backward(xp, grad_output, None, w, grad_x, None, None, g, chunks)
+    return grad_x
+
+
+def weight_gradient(
+    xp: ModuleType, grad_output: Array, x: Array, g: ConvGeometry, limit: int, method: str, with_bias: bool
+) -> tuple[Array, Array | None]:
+    """The gradients of the convolution with respect to its weight and bias (``None`` unless
+    ``with_bias``), in the compute dtype: ``grad_output`` times the patches' transpose, summed
+    over the batch, or under ``"winograd"`` the adjoint of the Winograd forward."""
+    acc = compute_dtype(x.dtype)
+    grad_w = xp.zeros(g.weight_shape, dtype=acc)
+    grad_b = xp.zeros(g.o, dtype=acc) if with_bias else None
+    if method == "winograd":
+        winograd_weight_gradient(xp, grad_output, x, grad_w, grad_b, g, limit)
+    else:
+        chunks = batch_chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), limit, xp)
+        _gemm_backward(xp, grad_output, x, None, None, grad_w, grad_b, g, chunks)
+    return grad_w, grad_b
 
 
 def _flip_transpose(xp, weight, g: ConvGeometry):
@@ -259,17 +317,18 @@ def _flip_transpose(xp, weight, g: ConvGeometry):
 def _gemm_backward(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGeometry, chunks):
     """Per chunk: patches again, the chunk's ``go · colsᵀ`` and bias gradient (summed into
     ``grad_w`` and ``grad_b`` in chunk order, unless ``grad_w`` is ``None``), and unless ``grad_x``
-    is ``None``, ``grad_cols = wᵀ · go`` and col2im into it."""
-    acc = weight.dtype
+    is ``None``, ``grad_cols = wᵀ · go`` and col2im into it.  ``weight`` is needed only for
+    ``grad_x``, ``x`` only for ``grad_w``."""
+    acc = grad_x.dtype if grad_w is None else grad_w.dtype
     oh, ow = g.out
     og, k = g.o // g.groups, g.c // g.groups * g.kh * g.kw
-    w_t = weight.reshape(g.groups, og, k).transpose(0, 2, 1)  # (O, Cg, kh, kw) -> (G, Og, K) -> (G, K, Og)
+    if grad_x is not None:
+        w_t = weight.reshape(g.groups, og, k).transpose(0, 2, 1)  # (O, Cg, kh, kw) -> (G, Og, K) -> (G, K, Og)
 
     def run(batch):
         b = batch.stop - batch.start
         go_chunk = grad_output[batch].astype(acc, copy=False)
         go = go_chunk.reshape(b, g.groups, og, oh * ow)  # (B, O, oh, ow) -> (B, G, Og, P)
-        cols = _patch_matrices(xp, x, batch, g, acc)
         if grad_x is not None:
             grad_cols = xp.matmul(
                 w_t, go, out=scratch(xp, "grad_cols", (b, g.groups, k, oh * ow), acc)
@@ -278,6 +337,7 @@ def _gemm_backward(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGe
             grad_x[batch] = col2im(xp, grad_cols, g, out=scratch(xp, "grad_x_pad", (b, g.c, *g.padded), acc))
         if grad_w is None:
             return None
+        cols = _patch_matrices(xp, x, batch, g, acc)
         partial_w = xp.matmul(go, cols.transpose(0, 1, 3, 2)).sum(axis=0)  # (B, G, Og, P) @ (B, G, P, K) -> (G, Og, K)
         return partial_w, None if grad_b is None else bias_grad(go_chunk, 1, acc)
 

@@ -4,20 +4,37 @@ Everything here calls the public kernels of :mod:`xpconv`; nothing here is impor
 """
 
 from .data import DigitData, load_mnist, load_sklearn_digits, read_idx
-from .fit import EpochStats, book_network, evaluate, fit
-from .layers import Conv2D, Dense, Dropout, Flatten, Layer, Parameter, ReLU, Sequential, Tanh
+from .fit import MODELS, EpochStats, book_network, evaluate, fit, lenet5_network
+from .layers import (
+    AvgPool2D,
+    Conv2D,
+    ConvTranspose2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    MaxPool2D,
+    Parameter,
+    ReLU,
+    Sequential,
+    Tanh,
+)
 from .loss import SoftmaxCrossEntropy
 from .optim import SGD
 
 __all__ = [
+    "MODELS",
     "SGD",
+    "AvgPool2D",
     "Conv2D",
+    "ConvTranspose2D",
     "Dense",
     "DigitData",
     "Dropout",
     "EpochStats",
     "Flatten",
     "Layer",
+    "MaxPool2D",
     "Parameter",
     "ReLU",
     "Sequential",
@@ -26,6 +43,7 @@ __all__ = [
     "book_network",
     "evaluate",
     "fit",
+    "lenet5_network",
     "load_mnist",
     "load_sklearn_digits",
     "read_idx",

@@ -1,4 +1,4 @@
-"""The book's convolutional network and the loop that trains it (``fit``), on CPU or CUDA."""
+"""The book's convolutional network, LeNet-5, and the loop that trains them (``fit``), on CPU or CUDA."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 from .._backend import device_scope, to_device, to_numpy
 from .._types import Device, DTypeLike
 from .data import DigitData
-from .layers import Conv2D, Dense, Dropout, Flatten, Layer, Sequential, Tanh
+from .layers import Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, ReLU, Sequential, Tanh
 from .loss import SoftmaxCrossEntropy
 from .optim import SGD
 
@@ -43,6 +43,35 @@ def book_network(
         Flatten(),
         Dense(16 * height * width, 10, device=device, dtype=dtype, seed=seed + 2),
     )
+
+
+def lenet5_network(
+    height: int = 28, width: int = 28, *, device: Device | None = None, dtype: DTypeLike = "float32", seed: int = 0
+) -> Sequential:
+    """LeNet-5 with ReLU and max pooling, Glorot init: Conv2D(1→6, 5×5, padding 2) → ReLU → MaxPool2D(2)
+    → Conv2D(6→16, 5×5) → ReLU → MaxPool2D(2) → Flatten → Dense(400→120) → ReLU → Dense(120→84)
+    → ReLU → Dense(84→10); 400 = 16·5·5 for 28×28 images (16·h·w after the pools in general)."""
+    h, w = (height // 2 - 4) // 2, (width // 2 - 4) // 2  # 5×5 for 28×28: 28 -> 14 -> 10 -> 5
+    if min(h, w) < 1:
+        raise ValueError(f"LeNet-5 needs images of at least 12x12 pixels, got {height}x{width}")
+    kw: dict[str, Any] = dict(device=device, dtype=dtype)
+    return Sequential(
+        Conv2D(1, 6, 5, padding=2, seed=seed, **kw),
+        ReLU(),
+        MaxPool2D(2),
+        Conv2D(6, 16, 5, seed=seed + 1, **kw),
+        ReLU(),
+        MaxPool2D(2),
+        Flatten(),
+        Dense(16 * h * w, 120, seed=seed + 2, **kw),
+        ReLU(),
+        Dense(120, 84, seed=seed + 3, **kw),
+        ReLU(),
+        Dense(84, 10, seed=seed + 4, **kw),
+    )
+
+
+MODELS = ("book", "lenet5")
 
 
 @dataclass

@@ -19,9 +19,24 @@ from .._backend import array_namespace, device_of, device_scope, is_array, resol
 from .._checks import as_pair, as_positive_int
 from .._types import Algorithm, Array, Device, DTypeLike, Gradients, IntPair, Padding
 from ..conv import ALGORITHMS, conv2d, conv2d_backward
+from ..conv_transpose import conv_transpose2d, conv_transpose2d_backward
 from ..dense import dense, dense_backward
+from ..pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 
-__all__ = ["Conv2D", "Dense", "Dropout", "Flatten", "Layer", "Parameter", "ReLU", "Sequential", "Tanh"]
+__all__ = [
+    "AvgPool2D",
+    "Conv2D",
+    "ConvTranspose2D",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Layer",
+    "MaxPool2D",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "Tanh",
+]
 
 
 def _check_input(layer: Layer, x: object) -> None:
@@ -114,6 +129,19 @@ class _ParameterLayer(Layer):
         return grads.input
 
 
+def _conv_sizes(in_channels: Any, out_channels: Any, kernel_size: Any, groups: Any, algorithm: Any):
+    """A convolution layer's checked sizes: ``(in_channels, out_channels, kh, kw, groups)``."""
+    in_channels = as_positive_int(in_channels, "in_channels")
+    out_channels = as_positive_int(out_channels, "out_channels")
+    kh, kw = as_pair(kernel_size, "kernel_size", minimum=1)
+    groups = as_positive_int(groups, "groups")
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
+    return in_channels, out_channels, kh, kw, groups
+
+
 class Conv2D(_ParameterLayer):
     """2-D convolution layer over NCHW batches; see :func:`xpconv.conv2d` for the arguments."""
 
@@ -134,14 +162,9 @@ class Conv2D(_ParameterLayer):
         algorithm: Algorithm = "auto",
     ) -> None:
         super().__init__(device, dtype, seed)
-        in_channels = as_positive_int(in_channels, "in_channels")
-        out_channels = as_positive_int(out_channels, "out_channels")
-        kh, kw = as_pair(kernel_size, "kernel_size", minimum=1)
-        groups = as_positive_int(groups, "groups")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
+        in_channels, out_channels, kh, kw, groups = _conv_sizes(
+            in_channels, out_channels, kernel_size, groups, algorithm
+        )
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
         self.algorithm: Algorithm = algorithm
         cg, og = in_channels // groups, out_channels // groups
@@ -167,6 +190,119 @@ class Conv2D(_ParameterLayer):
             groups=self.groups,
             algorithm=self.algorithm,
         )
+
+
+class ConvTranspose2D(_ParameterLayer):
+    """Transposed 2-D convolution layer, weight ``(in_channels, out_channels/groups, kh, kw)`` as in
+    PyTorch; see :func:`xpconv.conv_transpose2d` for the arguments."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        *,
+        stride: IntPair = 1,
+        padding: IntPair = 0,
+        output_padding: IntPair = 0,
+        groups: int = 1,
+        dilation: IntPair = 1,
+        bias: bool = True,
+        device: Device | None = None,
+        dtype: DTypeLike = "float32",
+        seed: int | None = None,
+        algorithm: Algorithm = "auto",
+    ) -> None:
+        super().__init__(device, dtype, seed)
+        in_channels, out_channels, kh, kw, groups = _conv_sizes(
+            in_channels, out_channels, kernel_size, groups, algorithm
+        )
+        self.hyperparameters: dict[str, Any] = dict(
+            stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation,
+            algorithm=algorithm,
+        )  # fmt: skip
+        cg, og = in_channels // groups, out_channels // groups
+        # Glorot over the fans of one output pixel: each input channel feeds og·kh·kw weights
+        self.weight = self._init((in_channels, og, kh, kw), cg * kh * kw, og * kh * kw, "weight")
+        self.bias = self._zeros(out_channels, "bias") if bias else None
+
+    def forward(self, x: Array) -> Array:
+        self._check_device(x)
+        self._x = x
+        bias = None if self.bias is None else self.bias.value
+        return conv_transpose2d(x, self.weight.value, bias, **self.hyperparameters)
+
+    def backward(self, grad_output: Array) -> Array:
+        x, with_bias = self._saved_input(), self.bias is not None
+        grads = conv_transpose2d_backward(
+            grad_output, x, self.weight.value, with_bias=with_bias, **self.hyperparameters
+        )
+        return self._keep(grads)
+
+
+class _Pool(Layer):
+    """A pooling layer: no parameters; keeps its input for the backward pass."""
+
+    def __init__(self, **arguments: Any) -> None:
+        self.arguments = arguments
+        self._x: Array | None = None
+
+    def _saved_input(self) -> Array:
+        if self._x is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return self._x
+
+
+class MaxPool2D(_Pool):
+    """Max pooling over NCHW batches; see :func:`xpconv.max_pool2d` for the arguments."""
+
+    def __init__(
+        self,
+        kernel_size: IntPair,
+        stride: IntPair | None = None,
+        padding: IntPair = 0,
+        dilation: IntPair = 1,
+        ceil_mode: bool = False,
+    ) -> None:
+        as_pair(kernel_size, "kernel_size", minimum=1)
+        super().__init__(
+            kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode
+        )
+
+    def forward(self, x: Array) -> Array:
+        _check_input(self, x)
+        self._x = x
+        return max_pool2d(x, **self.arguments)
+
+    def backward(self, grad_output: Array) -> Array:
+        return max_pool2d_backward(grad_output, self._saved_input(), **self.arguments)
+
+
+class AvgPool2D(_Pool):
+    """Average pooling over NCHW batches; see :func:`xpconv.avg_pool2d` for the arguments."""
+
+    def __init__(
+        self,
+        kernel_size: IntPair,
+        stride: IntPair | None = None,
+        padding: IntPair = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ) -> None:
+        as_pair(kernel_size, "kernel_size", minimum=1)
+        super().__init__(
+            kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+            count_include_pad=count_include_pad, divisor_override=divisor_override,
+        )  # fmt: skip
+
+    def forward(self, x: Array) -> Array:
+        _check_input(self, x)
+        self._x = x
+        return avg_pool2d(x, **self.arguments)
+
+    def backward(self, grad_output: Array) -> Array:
+        return avg_pool2d_backward(grad_output, self._saved_input(), **self.arguments)
 
 
 class Dense(_ParameterLayer):

@@ -31,20 +31,26 @@ from typing import Any
 import numpy as np
 
 from .._backend import array_namespace, namespace_for, parse_device, to_device, to_numpy
-from .._geometry import ConvGeometry, conv_geometry
+from .._geometry import ConvGeometry, conv_geometry, conv_transpose_geometry, pool_geometry
 from .._parallel import workers_for
 from .._types import Algorithm, Array, Device
 from ..bias import bias_add, bias_backward
 from ..conv import choose_algorithm, conv2d, conv2d_backward
+from ..conv_transpose import conv_transpose2d, conv_transpose2d_backward
 from ..dense import dense, dense_backward
+from ..pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 from .book import book_conv2d, book_conv2d_weight_grad
-from .check import TOLERANCE, conv_errors
+from .check import TOLERANCE, conv_errors, conv_transpose_errors, pool_errors
 from .rival import Rival, torch_available
 from .timing import ROUNDS, Ratio, Timing, local, median_time, side_by_side
 
 
 @dataclass(frozen=True)
 class ConvShape:
+    """One bench shape of a patch-based kernel: ``kind`` is ``"conv2d"`` (weight ``(o, c/groups, k, k)``),
+    ``"conv_transpose2d"`` (weight ``(c, o/groups, k, k)``), ``"max_pool2d"`` or ``"avg_pool2d"``
+    (``o`` is ``c``; ``k``, ``stride`` and ``padding`` are the window's)."""
+
     n: int
     c: int
     h: int
@@ -54,23 +60,55 @@ class ConvShape:
     stride: int = 1
     padding: int = 0
     groups: int = 1
+    kind: str = "conv2d"
+
+    @property
+    def pooling(self) -> bool:
+        return self.kind in ("max_pool2d", "avg_pool2d")
 
     @property
     def kwargs(self) -> dict:
+        """The kernel's keyword arguments."""
+        if self.pooling:
+            return dict(kernel_size=self.k, stride=self.stride, padding=self.padding)
         return dict(stride=self.stride, padding=self.padding, groups=self.groups)
 
+    @property
+    def ops(self) -> tuple[str, str, str]:
+        """The rows of this shape: forward, backward and train step (forward + backward)."""
+        return (f"{self.kind}-forward", f"{self.kind}-backward", f"{self.kind}-train-step")
+
+    def passes(self, op: str) -> int:
+        """Passes of :meth:`flops` an op computes: a convolution's backward has two (input and
+        weight gradients), a pooling's one."""
+        part = op.removeprefix(f"{self.kind}-")
+        return {"forward": 1, "backward": 1 if self.pooling else 2, "train-step": 2 if self.pooling else 3}[part]
+
     def geometry(self, n: int | None = None) -> ConvGeometry:
-        """The convolution's sizes, for a batch of ``n`` (default: the shape's own)."""
+        """The sizes, for a batch of ``n`` (default: the shape's own); for a transposed convolution,
+        those of the convolution it is the adjoint of."""
         x_shape = (self.n if n is None else n, self.c, self.h, self.w)
+        if self.pooling:
+            return pool_geometry(x_shape, self.k, self.stride, self.padding, 1, False)
+        if self.kind == "conv_transpose2d":
+            return conv_transpose_geometry(
+                x_shape, (self.c, self.o // self.groups, self.k, self.k), None, **self.kwargs
+            )[0]
         return conv_geometry(x_shape, (self.o, self.c // self.groups, self.k, self.k), None, **self.kwargs)
 
     def flops(self) -> float:
-        """Multiply-adds ×2 of one pass (forward, input gradient or weight gradient)."""
-        return self.geometry().flops
+        """Multiply-adds ×2 of one pass (forward, input gradient or weight gradient); for a pooling,
+        one operation (a comparison or an addition) per window element."""
+        g = self.geometry()
+        return g.n * g.c * g.out[0] * g.out[1] * g.kh * g.kw if self.pooling else g.flops
 
     def describe(self) -> str:
+        size = f"{self.n}x{self.c}x{self.h}x{self.w}"
+        if self.pooling:
+            return f"{size} {self.kind} {self.k}x{self.k} s{self.stride} p{self.padding}"
         g = f" g{self.groups}" if self.groups > 1 else ""
-        return f"{self.n}x{self.c}x{self.h}x{self.w}->{self.o} {self.k}x{self.k} s{self.stride} p{self.padding}{g}"
+        t = " transposed" if self.kind == "conv_transpose2d" else ""
+        return f"{size}->{self.o}{t} {self.k}x{self.k} s{self.stride} p{self.padding}{g}"
 
 
 CONV_SHAPES = {
@@ -81,13 +119,15 @@ CONV_SHAPES = {
     "depthwise": ConvShape(32, 32, 56, 56, 32, 3, 1, 1, 32),
     "pointwise": ConvShape(32, 128, 28, 28, 128, 1, 1, 0),
     "stride2-deep": ConvShape(16, 128, 28, 28, 256, 3, 2, 1),
+    "maxpool": ConvShape(32, 64, 56, 56, 64, 2, 2, 0, kind="max_pool2d"),
+    "avgpool": ConvShape(32, 64, 56, 56, 64, 3, 1, 1, kind="avg_pool2d"),
+    "transposed": ConvShape(64, 128, 28, 28, 64, 4, 2, 1, kind="conv_transpose2d"),
 }
 DENSE_SHAPES = {"dense-784": (256, 784, 512), "dense-4096": (1024, 4096, 4096)}
 BIAS_SHAPE = (32, 64, 56, 56)
 ALL_SHAPES = (*CONV_SHAPES, *DENSE_SHAPES, "bias")
 QUICK_SHAPES = ("mnist", "cifar", "resnet", "dense-784", "bias")
-CONV_OPS = ("conv2d-forward", "conv2d-backward", "conv2d-train-step")
-PASSES = {"conv2d-forward": 1, "conv2d-backward": 2, "conv2d-train-step": 3}
+CONV_OPS = CONV_SHAPES["mnist"].ops  # a convolution's rows
 # For the announced duration only: GFLOP/s that the conv rows reach on this project's 2-core
 # build machine, seconds of the fixed costs, and the book's seconds per row.  Checked against
 # runs on 2026-12-03: quick set with PyTorch 45-46 s (estimate 52), --full 113 s (124).
@@ -129,11 +169,16 @@ def expected_seconds(
             total += _OTHER_ROW_S[name] + 2 * min_seconds
             continue
         total += _SHAPE_S
-        for passes in PASSES.values():
-            call = passes * CONV_SHAPES[name].flops() / (_NOMINAL_GFLOPS[dtype] * 1e9)
+        shape = CONV_SHAPES[name]
+        for op in shape.ops:
+            call = shape.passes(op) * shape.flops() / (_NOMINAL_GFLOPS[dtype] * 1e9)
             block = 0.2 + call + max(min_seconds / ROUNDS, 5 * call)
             total += ROUNDS * contenders * block
-            total += _BOOK_S if book == "all" or (book == "smallest" and name == "mnist") else 0.0
+            total += (
+                _BOOK_S
+                if shape.kind == "conv2d" and (book == "all" or (book == "smallest" and name == "mnist"))
+                else 0.0
+            )
     return total
 
 
@@ -196,29 +241,57 @@ class Ceiling:
 
 def conv_inputs(
     shape: ConvShape, device: Device = "cpu", dtype: str = "float32", seed: int = 0, n: int | None = None
-) -> list[Array]:
-    """Random ``x, weight, bias, grad_output`` on ``device`` (standard normal, never zeros)."""
+) -> list[Array | None]:
+    """Random ``x, weight, bias, grad_output`` on ``device`` (standard normal, never zeros); a
+    pooling has no weight and bias (``None``)."""
     rng = np.random.default_rng(seed)
     g = shape.geometry(n)
-    host = [
-        rng.standard_normal((g.n, g.c, g.h, g.w)),
-        rng.standard_normal(g.weight_shape) / math.sqrt(g.c // g.groups * g.kh * g.kw),
-        rng.standard_normal(g.o),
-        rng.standard_normal(g.output_shape),
-    ]
+    if shape.pooling:
+        x, go = rng.standard_normal((g.n, g.c, g.h, g.w)), rng.standard_normal(g.output_shape)
+        return [to_device(x.astype(dtype), device), None, None, to_device(go.astype(dtype), device)]
+    if shape.kind == "conv_transpose2d":  # g is the adjoint convolution's: x is its output
+        host = [
+            rng.standard_normal((g.n, g.o, *g.out)),
+            rng.standard_normal(g.weight_shape) / math.sqrt(g.o // g.groups * g.kh * g.kw),
+            rng.standard_normal(g.c),
+            rng.standard_normal((g.n, g.c, g.h, g.w)),
+        ]
+    else:
+        host = [
+            rng.standard_normal((g.n, g.c, g.h, g.w)),
+            rng.standard_normal(g.weight_shape) / math.sqrt(g.c // g.groups * g.kh * g.kw),
+            rng.standard_normal(g.o),
+            rng.standard_normal(g.output_shape),
+        ]
     return [to_device(a.astype(dtype), device) for a in host]
 
 
 def conv_op(
-    op: str, shape: ConvShape, x: Array, w: Array, b: Array, go: Array, algorithm: Algorithm = "auto"
+    op: str, shape: ConvShape, x: Any, w: Any, b: Any, go: Any, algorithm: Algorithm = "auto"
 ) -> Callable[[], object]:
-    """The xpconv call that benchmark ``op`` times."""
-    kw = {**shape.kwargs, "algorithm": algorithm}
-    if op == "conv2d-forward":
-        return lambda: conv2d(x, w, b, **kw)
-    if op == "conv2d-backward":
-        return lambda: conv2d_backward(go, x, w, **kw)
-    return lambda: (conv2d(x, w, b, **kw), conv2d_backward(go, x, w, **kw))
+    """The xpconv call that benchmark ``op`` times (``op`` one of ``shape.ops``)."""
+    fwd, bwd = _calls(shape, x, w, b, go, algorithm)
+    part = op.removeprefix(f"{shape.kind}-")
+    if part == "forward":
+        return fwd
+    if part == "backward":
+        return bwd
+    return lambda: (fwd(), bwd())
+
+
+def _calls(
+    shape: ConvShape, x: Any, w: Any, b: Any, go: Any, algorithm: Algorithm
+) -> tuple[Callable[[], object], Callable[[], object]]:
+    """The forward and the backward call of ``shape``'s kernel on these inputs."""
+    kw: dict[str, Any] = shape.kwargs
+    if shape.kind == "max_pool2d":
+        return (lambda: max_pool2d(x, **kw)), (lambda: max_pool2d_backward(go, x, **kw))
+    if shape.kind == "avg_pool2d":
+        return (lambda: avg_pool2d(x, **kw)), (lambda: avg_pool2d_backward(go, x, **kw))
+    kw = {**kw, "algorithm": algorithm}
+    if shape.kind == "conv_transpose2d":
+        return (lambda: conv_transpose2d(x, w, b, **kw)), (lambda: conv_transpose2d_backward(go, x, w, **kw))
+    return (lambda: conv2d(x, w, b, **kw)), (lambda: conv2d_backward(go, x, w, **kw))
 
 
 def book_op(
@@ -315,6 +388,10 @@ class BenchRun:
 def _check_conv(shape, device, dtype) -> float:
     """Worst relative error of forward and all gradients on 2 samples vs the float64 reference."""
     x, w, b, go = conv_inputs(shape, device, dtype, seed=1, n=2)
+    if shape.pooling:
+        return max(pool_errors(shape.kind[:3], x, go, **shape.kwargs).values())
+    if shape.kind == "conv_transpose2d":
+        return max(conv_transpose_errors(x, w, b, go, **shape.kwargs).values())
     return max(conv_errors(x, w, b, go, **shape.kwargs).values())
 
 
@@ -376,14 +453,13 @@ def _run(device, dtype, names, *, book, rival, min_seconds, log, on_check) -> Be
         on_check(run_.checks[-1])
         if step:
             ceiling.measure(device)
-        inputs = conv_inputs(shape, device, dtype)
-        host_inputs = [to_numpy(a) for a in inputs]
-        algorithm = choose_algorithm("auto", shape.geometry())
+        x, w, b, go = conv_inputs(shape, device, dtype)
+        algorithm = "" if shape.pooling else choose_algorithm("auto", shape.geometry())
         flops1 = shape.flops()
-        for op in CONV_OPS:
+        for op in shape.ops:
             step += 1
             log(f"[{step}/{total}] {op} {name} ({shape.describe()}, {dtype}, {device})")
-            contenders = [local(conv_op(op, shape, *inputs), sync)]
+            contenders = [local(conv_op(op, shape, x, w, b, go), sync)]
             if rival is not None:
                 contenders.append(rival.contender(op, name))
             try:
@@ -392,10 +468,10 @@ def _run(device, dtype, names, *, book, rival, min_seconds, log, on_check) -> Be
                 run_.notes.append(f"{op} {name}: no PyTorch figure ({exc})")
                 log(run_.notes[-1])
                 timings = side_by_side(contenders[0], min_seconds=min_seconds)
-            row = Result.timed(op, name, PASSES[op] * flops1, *timings, error=error, algorithm=algorithm)
-            if book == "all" or (book == "smallest" and name == "mnist"):
+            row = Result.timed(op, name, shape.passes(op) * flops1, *timings, error=error, algorithm=algorithm)
+            if shape.kind == "conv2d" and (book == "all" or (book == "smallest" and name == "mnist")):
                 log(f"[{step}/{total}] ... and the book's approach")
-                book_fn, book_passes = book_op(op, shape, *host_inputs)
+                book_fn, book_passes = book_op(op, shape, *(to_numpy(a) for a in (x, w, b, go)))
                 t0 = time.perf_counter()
                 book_fn()  # one call: it is slow enough to be timed once
                 row.book_gflops = book_passes * flops1 / (time.perf_counter() - t0) / 1e9
@@ -441,9 +517,9 @@ def consistency(results: list[Result]) -> list[str]:
     lines = []
     rows = {(r.op, r.shape): r for r in results}
     for (op, shape), whole in rows.items():
-        if op != "conv2d-train-step":
+        if not op.endswith("-train-step"):
             continue
-        for part_op in ("conv2d-forward", "conv2d-backward"):
+        for part_op in (op.replace("train-step", "forward"), op.replace("train-step", "backward")):
             part = rows.get((part_op, shape))
             if part is None:
                 continue
@@ -471,25 +547,29 @@ def consistency(results: list[Result]) -> list[str]:
 
 def format_table(results: list[Result], ceiling: float) -> str:
     """The results as text: each time with its spread over rounds, each ratio with its range."""
+    wide = max([18, *(len(r.op) + 1 for r in results)])  # the op column
     header = (
-        f"{'op':<18} {'shape':<12} {'algorithm':<9} {'median ms':>9} {'spread ms':>15} {'GFLOP/s':>7} "
+        f"{'op':<{wide}} {'shape':<12} {'algorithm':<9} {'median ms':>9} {'spread ms':>15} {'GFLOP/s':>7} "
         f"{'%ceil':>5} {'torch ms':>8} {'vs torch':>8} {'(range)':>11} {'x book':>6}"
     )
     lines = [header, "-" * len(header)]
     for r in results:
+        pooling = "pool2d" in r.op  # GFLOP/s there count window elements: no matmul to compare with
         spread = f"{r.low_ms:.2f}-{r.high_ms:.2f}"
         torch_ms = f"{r.torch_ms:8.2f}" if r.torch_ms else f"{'':>8}"
         ratio = f"{r.torch_ratio:7.2f}x" if r.torch_ratio else f"{'':>8}"
         ratio_range = f"{r.torch_ratio_low:.2f}-{r.torch_ratio_high:.2f}" if r.torch_ratio else ""
         book = f"{r.book_speedup:6.0f}" if r.book_speedup else f"{'':>6}"
         lines.append(
-            f"{r.op:<18} {r.shape:<12} {r.algorithm:<9} {r.median_ms:9.2f} {spread:>15} {r.gflops:7.1f} "
-            f"{100 * r.gflops / ceiling:4.0f}% {torch_ms} {ratio} {ratio_range:>11} {book}"
+            f"{r.op:<{wide}} {r.shape:<12} {r.algorithm:<9} {r.median_ms:9.2f} {spread:>15} {r.gflops:7.1f} "
+            f"{'' if pooling else f'{100 * r.gflops / ceiling:4.0f}%':>5} {torch_ms} {ratio} {ratio_range:>11} {book}"
         )
     ratios = [r.torch_ratio for r in results if r.op == "conv2d-train-step" and r.torch_ratio]
     if ratios:
         geo = math.exp(sum(map(math.log, ratios)) / len(ratios))
         lines.append(f"geometric mean vs torch, conv2d-train-step: {geo:.2f}x  (>1: xpconv faster)")
+    if any("pool2d" in r.op for r in results):
+        lines.append("pooling rows: GFLOP/s count one comparison or addition per window element")
     return "\n".join(lines)
 
 

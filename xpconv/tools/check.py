@@ -18,8 +18,17 @@ from .._geometry import conv_geometry
 from .._types import Algorithm, Array, ArrayLike, Device, IntPair, Padding
 from ..bias import bias_add, bias_backward
 from ..conv import conv2d, conv2d_backward
+from ..conv_transpose import conv_transpose2d, conv_transpose2d_backward
 from ..dense import dense, dense_backward
-from .reference import reference_conv2d, reference_conv2d_backward, reference_dense, reference_dense_backward
+from ..pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+from .reference import (
+    reference_conv2d,
+    reference_conv2d_backward,
+    reference_conv_transpose2d,
+    reference_dense,
+    reference_dense_backward,
+    reference_pool2d,
+)
 
 # Worst error allowed, relative to the largest magnitude of the float64 reference's result.
 # float64: sums of ~1000 products lose ~1e-16 each; float32: unit roundoff 6e-8 times the
@@ -38,6 +47,19 @@ CONFIGS: dict[str, tuple[Any, ...]] = {
     "winograd tiles": (1, 4, 7, 13, 5, 3, 3, 1, (2, 0), 1, 1, "winograd"),
 }
 DENSE = {"dense 7x20->9": (7, 20, 9)}
+# name: (N, C_in, H, W, C_out, kh, kw, stride, padding, output_padding, dilation, groups, algorithm)
+TRANSPOSED: dict[str, tuple[Any, ...]] = {
+    "4x4 s2 p1": (2, 4, 5, 6, 3, 4, 4, 2, 1, 0, 1, 1, "im2col"),
+    "rect groups pad": (2, 4, 4, 5, 6, 3, 2, (2, 1), (1, 0), (1, 0), 1, 2, "im2col"),
+    "winograd 3x3": (2, 8, 7, 6, 6, 3, 3, 1, 1, 0, 1, 1, "winograd"),
+}
+# name: (kind, (N, C, H, W), kernel, stride, padding, dilation, ceil_mode, count_include_pad)
+POOLS: dict[str, tuple[Any, ...]] = {
+    "max 3x3 s2 ceil": ("max", (2, 3, 9, 8), (3, 3), (2, 2), (1, 1), (1, 1), True, True),
+    "max dilated": ("max", (2, 3, 8, 9), (2, 3), (2, 2), (0, 1), (2, 1), False, True),
+    "avg 3x3 s1 p1": ("avg", (2, 3, 7, 8), (3, 3), (1, 1), (1, 1), (1, 1), False, True),
+    "avg ceil no pad": ("avg", (2, 3, 7, 8), (3, 2), (2, 2), (1, 1), (1, 1), True, False),
+}
 
 
 @dataclass
@@ -120,6 +142,7 @@ def run_check(device: Device = "cpu", dtypes: Sequence[str] = ("float32", "float
             for part in ("input", "weight", "bias"):
                 error = relative_error(getattr(grads, part), getattr(ref, part))
                 rows.append(Row(f"dense_backward.{part}", name, dtype, error, tol))
+        rows += _transposed_rows(rng, dtype, device) + _pool_rows(rng, dtype, device)
         host, exact = _inputs(rng, dtype, (3, 5, 4, 6), (5,))
         x, b = (to_device(a, device) for a in host)
         expected = exact[0] + exact[1][:, None, None]
@@ -129,12 +152,78 @@ def run_check(device: Device = "cpu", dtypes: Sequence[str] = ("float32", "float
     return rows
 
 
+def conv_transpose_errors(
+    x: Array, weight: Array, bias: Array | None, grad_output: Array, **kw: Any
+) -> dict[str, float]:
+    """Relative errors of conv_transpose2d and its three gradients against the float64 reference;
+    ``kw``: its hyperparameters (ints or pairs) and ``algorithm``."""
+    hyper = {"output_padding": 0, "dilation": 1, "groups": 1, **{k: v for k, v in kw.items() if k != "algorithm"}}
+    pairs = {k: (v, v) if isinstance(v, int) else tuple(v) for k, v in hyper.items() if k != "groups"}
+    exact = [to_numpy(a).astype(np.float64) for a in (x, weight, bias, grad_output)]
+    ref_y, ref = reference_conv_transpose2d(*exact, **pairs, groups=hyper["groups"])
+    errors = {"conv_transpose2d": relative_error(conv_transpose2d(x, weight, bias, **kw), ref_y)}
+    grads = conv_transpose2d_backward(grad_output, x, weight, **kw)
+    for part in ("input", "weight", "bias"):
+        errors[f"conv_transpose2d_bwd.{part}"] = relative_error(getattr(grads, part), getattr(ref, part))
+    return errors
+
+
+def pool_errors(kind: str, x: Array, grad_output: Array, **kw: Any) -> dict[str, float]:
+    """Relative errors of ``max_pool2d`` or ``avg_pool2d`` (``kind`` ``"max"``/``"avg"``) and its
+    gradient against the float64 reference; ``kw``: the pooling's arguments."""
+    forward, backward = (max_pool2d, max_pool2d_backward) if kind == "max" else (avg_pool2d, avg_pool2d_backward)
+    pairs = {k: (kw[k], kw[k]) if isinstance(kw[k], int) else tuple(kw[k]) for k in ("kernel_size", "padding")}
+    stride = pairs["kernel_size"] if kw.get("stride") is None else kw["stride"]
+    stride = (stride, stride) if isinstance(stride, int) else tuple(stride)
+    dilation = kw.get("dilation", 1)
+    ref_y, ref_grad = reference_pool2d(
+        to_numpy(x).astype(np.float64),
+        to_numpy(grad_output).astype(np.float64),
+        kind=kind,
+        kernel=pairs["kernel_size"],
+        stride=stride,
+        padding=pairs["padding"],
+        dilation=(dilation, dilation) if isinstance(dilation, int) else tuple(dilation),
+        count_include_pad=kw.get("count_include_pad", True),
+    )
+    return {
+        f"{kind}_pool2d": relative_error(forward(x, **kw), ref_y),
+        f"{kind}_pool2d_backward": relative_error(backward(grad_output, x, **kw), ref_grad),
+    }
+
+
+def _transposed_rows(rng, dtype: str, device: Device) -> list[Row]:
+    rows = []
+    for name, (n, ci, h, w, co, kh, kw, s, p, op, d, grp, algorithm) in TRANSPOSED.items():
+        hyper: dict[str, Any] = dict(stride=s, padding=p, output_padding=op, dilation=d, groups=grp)
+        host, _ = _inputs(rng, dtype, (n, ci, h, w), (ci, co // grp, kh, kw), (co,))
+        x, wt, b = (to_device(a, device) for a in host)
+        (go_host,), _ = _inputs(rng, dtype, tuple(conv_transpose2d(x, wt, b, **hyper).shape))
+        errors = conv_transpose_errors(x, wt, b, to_device(go_host, device), **hyper, algorithm=algorithm)
+        rows += [Row(kernel, name, dtype, error, TOLERANCE[dtype]) for kernel, error in errors.items()]
+    return rows
+
+
+def _pool_rows(rng, dtype: str, device: Device) -> list[Row]:
+    rows = []
+    for name, (kind, shape, k, s, p, d, ceil, include) in POOLS.items():
+        (x_host,), _ = _inputs(rng, dtype, shape)
+        x = to_device(x_host, device)
+        kw: dict[str, Any] = dict(kernel_size=k, stride=s, padding=p, ceil_mode=ceil)
+        kw.update(dict(dilation=d) if kind == "max" else dict(count_include_pad=include))
+        y = max_pool2d(x, **kw) if kind == "max" else avg_pool2d(x, **kw)
+        (go_host,), _ = _inputs(rng, dtype, tuple(y.shape))
+        errors = pool_errors(kind, x, to_device(go_host, device), **kw)
+        rows += [Row(kernel, name, dtype, error, TOLERANCE[dtype]) for kernel, error in errors.items()]
+    return rows
+
+
 def format_rows(rows: list[Row]) -> str:
-    header = f"{'kernel':<24} {'configuration':<16} {'dtype':<8} {'worst rel. error':>16} {'tolerance':>10}  result"
+    header = f"{'kernel':<28} {'configuration':<16} {'dtype':<8} {'worst rel. error':>16} {'tolerance':>10}  result"
     lines = [header, "-" * len(header)]
     for r in rows:
         verdict = "ok" if r.ok else "FAIL"
-        lines.append(f"{r.kernel:<24} {r.config:<16} {r.dtype:<8} {r.error:>16.2e} {r.tolerance:>10.0e}  {verdict}")
+        lines.append(f"{r.kernel:<28} {r.config:<16} {r.dtype:<8} {r.error:>16.2e} {r.tolerance:>10.0e}  {verdict}")
     return "\n".join(lines)
 
 

@@ -59,7 +59,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..nn.data import load_mnist, load_sklearn_digits
-    from ..nn.fit import book_network, fit
+    from ..nn.fit import book_network, fit, lenet5_network
 
     communicator = None
     if args.distributed:
@@ -75,6 +75,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             data = load_mnist(args.data, args.train_count, count_name="--train-count")
         else:
             data = load_sklearn_digits(seed=args.seed)
+        _, _, h, w = data.train_images.shape
+        if args.model == "lenet5":
+            model = lenet5_network(h, w, device=device, seed=args.seed)
+            network = (
+                "LeNet-5: Conv2D(1->6, 5x5, padding 2) -> ReLU -> MaxPool2D(2) -> Conv2D(6->16, 5x5) -> ReLU -> "
+                f"MaxPool2D(2) -> Flatten -> Dense({16 * ((h // 2 - 4) // 2) * ((w // 2 - 4) // 2)}->120) -> ReLU -> "
+                "Dense(120->84) -> ReLU -> Dense(84->10)"
+            )
+        else:
+            model = book_network(h, w, device=device, seed=args.seed, dropout_seed=args.seed + 1 + 1000 * rank)
+            network = f"Conv2D(1->16, 5x5, same) -> Tanh -> Dropout(0.2) -> Flatten -> Dense({16 * h * w}->10)"
         error = None
     except (DeviceUnavailableError, ValueError, OSError, ModuleNotFoundError) as exc:
         error = exc
@@ -90,17 +101,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     say(data.description)
     if communicator is not None:
         say(communicator.share_cores())  # every rank takes part; rank 0 prints each rank's line
-    _, _, h, w = data.train_images.shape
-    model = book_network(h, w, device=device, seed=args.seed, dropout_seed=args.seed + 1 + 1000 * rank)
     ranks = (
         ""
         if communicator is None
         else f"; {_count(communicator.size, 'process', 'processes')}, global batch {args.batch_size}"
     )
-    say(
-        f"network: Conv2D(1->16, 5x5, same) -> Tanh -> Dropout(0.2) -> Flatten -> Dense({16 * h * w}->10) "
-        f"on {device}; SGD lr={args.lr} momentum={args.momentum}, batch {args.batch_size}{ranks}"
-    )
+    say(f"network: {network} on {device}; SGD lr={args.lr} momentum={args.momentum}, batch {args.batch_size}{ranks}")
     from ..nn.distributed import ConfigurationMismatch, abort_on_error
 
     try:
@@ -114,8 +120,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if history and history[-1].loss > math.log(10):
         say(
             f"note: the loss ended at {history[-1].loss:.2f}, above {math.log(10):.2f}, that of an even guess over "
-            f"10 classes: the steps overshoot. Try a smaller --lr (now {args.lr}; --lr 0.01 trains the book's "
-            "network smoothly on MNIST)"
+            f"10 classes: the steps overshoot. Try a smaller --lr (now {args.lr}; --lr 0.01 trains both networks "
+            "smoothly on MNIST)"
         )
     if communicator is not None and rank == 0 and communicator.size > 1:
         steps = communicator.allreduce_calls
@@ -266,7 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--min-seconds", type=_non_negative_float, default=0.5,
                        help="time each op for at least this long (default 0.5)")  # fmt: skip
     bench.set_defaults(func=cmd_bench)
-    train = sub.add_parser("train", help="train the book's CNN on MNIST-format data or scikit-learn's digits")
+    train = sub.add_parser(
+        "train", help="train the book's CNN or LeNet-5 on MNIST-format data or scikit-learn's digits"
+    )
+    train.add_argument("--model", choices=["book", "lenet5"], default="book",
+                       help="book: the book's network; lenet5: LeNet-5, for images of 12x12 or more such as MNIST (default book)")  # fmt: skip
     train.add_argument("--data", help="folder with MNIST IDX files (train-*/t10k-*, raw or .gz)")
     train.add_argument(
         "--device", type=_device, default=None, help="cpu, cuda or cuda:N (default $XPCONV_DEVICE or cpu)"

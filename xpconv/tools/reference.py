@@ -99,3 +99,98 @@ def reference_dense(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = No
 def reference_dense_backward(grad_output: ArrayLike, x: ArrayLike, weight: ArrayLike) -> Gradients:
     go, x64, w64 = (np.asarray(a, np.float64) for a in (grad_output, x, weight))
     return Gradients(np.einsum("no,oi->ni", go, w64), np.einsum("no,ni->oi", go, x64), go.sum(axis=0))
+
+
+def reference_conv_transpose2d(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike | None,
+    grad_output: ArrayLike,
+    *,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    output_padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+) -> tuple[np.ndarray, Gradients]:
+    """Transposed convolution and its gradients, scattering from each input pixel: pixel ``(i, j)``
+    adds ``x[:, :, i, j]`` times the kernel into the full output's window at ``(i·s, j·s)``, whose
+    first ``padding`` rows and columns are then cropped.  -> ``(y, Gradients(input, weight, bias))``."""
+    x64, w, go = (np.asarray(a, np.float64) for a in (x, weight, grad_output))
+    n, c_in, h, wd = x64.shape
+    _, cog, kh, kw = w.shape
+    cig = c_in // groups
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    out_h, out_w = go.shape[2:]
+    full = np.zeros(
+        (n, cog * groups, ph + out_h + (h - 1) * sh + dh * (kh - 1) + 1, pw + out_w + (wd - 1) * sw + dw * (kw - 1) + 1)
+    )
+    go_full = np.zeros_like(full)
+    go_full[:, :, ph : ph + out_h, pw : pw + out_w] = go
+    x_g = x64.reshape(n, groups, cig, h, wd)  # (N, C_in, H, W) -> (N, G, Cig, H, W)
+    w_g = w.reshape(groups, cig, cog, kh, kw)  # (C_in, Cog, kh, kw) -> (G, Cig, Cog, kh, kw)
+    grad_x = np.zeros_like(x_g)
+    grad_w = np.zeros_like(w_g)
+    for i in range(h):
+        for j in range(wd):
+            rows = slice(i * sh, i * sh + dh * (kh - 1) + 1, dh)
+            cols = slice(j * sw, j * sw + dw * (kw - 1) + 1, dw)
+            target = full[:, :, rows, cols].reshape(n, groups, cog, kh, kw)  # (N, C_out, kh, kw) -> (N, G, Cog, kh, kw)
+            target += np.einsum("ngc,gcokl->ngokl", x_g[:, :, :, i, j], w_g)
+            full[:, :, rows, cols] = target.reshape(n, groups * cog, kh, kw)  # back into the full output
+            g_win = go_full[:, :, rows, cols].reshape(n, groups, cog, kh, kw)  # (N, G, Cog, kh, kw)
+            grad_x[:, :, :, i, j] = np.einsum("ngokl,gcokl->ngc", g_win, w_g)
+            grad_w += np.einsum("ngc,ngokl->gcokl", x_g[:, :, :, i, j], g_win)
+    y = full[:, :, ph : ph + out_h, pw : pw + out_w]
+    if bias is not None:
+        y = y + np.asarray(bias, np.float64)[None, :, None, None]
+    grads = Gradients(grad_x.reshape(x64.shape), grad_w.reshape(w.shape), go.sum(axis=(0, 2, 3)))
+    return y, grads
+
+
+def reference_pool2d(
+    x: ArrayLike,
+    grad_output: ArrayLike,
+    *,
+    kind: str,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int] = (1, 1),
+    count_include_pad: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Max (``kind="max"``) or average pooling and its input gradient, per output pixel, for an
+    output of ``grad_output``'s size: the max picks, in row-major window order among the input
+    pixels, the first maximum or else the last NaN; the average divides by the window within the
+    padded input, or within the input.  -> ``(y, grad_x)``."""
+    x64, go = np.asarray(x, np.float64), np.asarray(grad_output, np.float64)
+    n, c, h, w = x64.shape
+    oh, ow = go.shape[2:]
+    y, grad_x = np.zeros(go.shape), np.zeros_like(x64)
+    for p in range(oh):
+        for q in range(ow):
+            taps = [
+                (r, s)
+                for r in (p * stride[0] - padding[0] + i * dilation[0] for i in range(kernel[0]))
+                for s in (q * stride[1] - padding[1] + j * dilation[1] for j in range(kernel[1]))
+                if 0 <= r < h and 0 <= s < w
+            ]
+            values = np.stack([x64[:, :, r, s] for r, s in taps], axis=-1)  # (N, C, taps)
+            if kind == "max":
+                nan = np.isnan(values)
+                last_nan = len(taps) - 1 - np.argmax(nan[..., ::-1], axis=-1)
+                pick = np.where(nan.any(axis=-1), last_nan, np.argmax(values, axis=-1))  # (N, C)
+                y[:, :, p, q] = np.take_along_axis(values, pick[..., None], axis=-1)[..., 0]
+                for k, (r, s) in enumerate(taps):
+                    grad_x[:, :, r, s] += np.where(pick == k, go[:, :, p, q], 0.0)
+            else:
+                if count_include_pad:
+                    rows = min(p * stride[0] - padding[0] + kernel[0], h + padding[0]) - (p * stride[0] - padding[0])
+                    cols = min(q * stride[1] - padding[1] + kernel[1], w + padding[1]) - (q * stride[1] - padding[1])
+                    size = rows * cols
+                else:
+                    size = len(taps)
+                y[:, :, p, q] = values.sum(axis=-1) / size
+                for r, s in taps:
+                    grad_x[:, :, r, s] += go[:, :, p, q] / size
+    return y, grad_x

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from .._backend import parse_device, to_numpy
-from .._types import Array, Device
+from .._types import Device
 
 
 def torch_available() -> bool:
@@ -29,33 +29,47 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def torch_op(
-    op: str, shape: Any, x: Array, w: Array, b: Array, go: Array, device: Device = "cpu"
-) -> Callable[[], object]:
-    """PyTorch's conv2d for benchmark ``op`` (autograd's own backward kernel; cuDNN on CUDA) on
-    copies of the same inputs on the same device.  Imports torch: call it in PyTorch's process
-    (or after every xpconv timing)."""
+def torch_op(op: str, shape: Any, x: Any, w: Any, b: Any, go: Any, device: Device = "cpu") -> Callable[[], object]:
+    """PyTorch's kernel for benchmark ``op`` of a bench shape (autograd's own backward kernels; cuDNN
+    on CUDA) on copies of the same inputs on the same device.  Imports torch: call it in PyTorch's
+    process (or after every xpconv timing)."""
     import torch  # pyright: ignore[reportMissingImports]  (an optional extra)
 
     kind, index = parse_device(device)
     where = "cpu" if kind == "cpu" else f"cuda:{index}"
-    tx, tw, tb, tgo = (torch.from_numpy(to_numpy(a)).to(where) for a in (x, w, b, go))
-    s, p, g = shape.stride, shape.padding, shape.groups
+    tx, tw, tb, tgo = (None if a is None else torch.from_numpy(to_numpy(a)).to(where) for a in (x, w, b, go))
+    F = torch.nn.functional
+    kw = shape.kwargs
+    present = [t for t in (tx, tw, tb) if t is not None]  # a pooling has only x
+
+    def call(*t: Any) -> Any:
+        if shape.kind == "conv2d":
+            return F.conv2d(*t, **kw)
+        if shape.kind == "conv_transpose2d":
+            return F.conv_transpose2d(*t, **kw)
+        return (F.max_pool2d if shape.kind == "max_pool2d" else F.avg_pool2d)(t[0], **kw)
 
     def forward():
         with torch.no_grad():
-            return torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p, groups=g)
+            return call(*present)
+
+    def train_step():
+        call(*(t.detach().requires_grad_() for t in present)).backward(tgo)
+
+    s, p, g = shape.stride, shape.padding, shape.groups
+    leaves = [t.detach().requires_grad_() for t in present]
+    graph = None if shape.kind == "conv2d" else call(*leaves)  # built once: the backward row times autograd's
 
     def backward():
+        if graph is not None:
+            return torch.autograd.grad(graph, leaves, tgo, retain_graph=True)
+        # conv2d: the input, weight and bias gradients in one call, as conv2d_backward
         return torch.ops.aten.convolution_backward(
             tgo, tx, tw, [shape.o], [s, s], [p, p], [1, 1], False, [0, 0], g, [True, True, True]
         )
 
-    def train_step():
-        xg, wg, bg = (t.detach().requires_grad_() for t in (tx, tw, tb))
-        torch.nn.functional.conv2d(xg, wg, bg, stride=s, padding=p, groups=g).backward(tgo)
-
-    return {"conv2d-forward": forward, "conv2d-backward": backward, "conv2d-train-step": train_step}[op]
+    part = op.removeprefix(f"{shape.kind}-")
+    return {"forward": forward, "backward": backward, "train-step": train_step}[part]
 
 
 def set_torch_tf32(enabled: bool) -> None:
