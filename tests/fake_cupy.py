@@ -96,6 +96,14 @@ def set_devices(count: int) -> None:
     runtime._device_count = count
 
 
+_memory = {"free": 60 * 2**30, "total": 80 * 2**30}
+
+
+def set_memory(free: int, total: int = 80 * 2**30) -> None:
+    """What ``Device.mem_info`` reports on every device (default: 60 GiB free of 80 GiB)."""
+    _memory.update(free=free, total=total)
+
+
 def set_driver(version: int) -> None:
     """The driver version ``driverGetVersion`` reports (0: no NVIDIA driver, as CuPy reports it)."""
     runtime._driver_version = version
@@ -128,6 +136,12 @@ class Device:
     def use(self):
         runtime._check(self.id)
         _local.device = self.id
+
+    @property
+    def mem_info(self):
+        """(free, total) bytes, as the driver reports them (:func:`set_memory`); no synchronisation."""
+        runtime._check(self.id)
+        return _memory["free"], _memory["total"]
 
     def synchronize(self):
         runtime._check(self.id)
@@ -565,6 +579,7 @@ def make_module() -> types.ModuleType:
     _local.device = 0
     set_devices(2)
     set_driver(12080)
+    set_memory(60 * 2**30)
     mod = types.ModuleType("cupy")
     mod.__version__ = VERSION
     mod.ndarray = ndarray

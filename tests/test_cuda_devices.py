@@ -246,3 +246,43 @@ def test_pooling_and_transposed_launch_a_handful_of_kernels(fake_cupy_module, rn
     go = to(random_array(rng, (batch, 4, 32, 32), np.float32))
     assert _launches(lambda: xpconv.conv_transpose2d(x, w, stride=2, padding=1)) <= 8
     assert _launches(lambda: xpconv.conv_transpose2d_backward(go, x, w, stride=2, padding=1)) <= 16
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("large", [False, True], ids=["batch-1", "batch-large"])
+def test_im2col_dense_and_bias_launch_budgets(fake_cupy_module, dtype, large):
+    """On CUDA the batch runs as one chunk (the default workspace is a quarter of the device's
+    free memory), so an im2col convolution launches the same few kernels for 1 image or many
+    (512 for mnist; 16 for the larger shapes, to keep the stand-in's host arithmetic short): at
+    most 8 forward and 16 backward; dense at most 4 each way; bias at most 2."""
+    from xpconv.tools.bench import CONV_SHAPES, conv_inputs, conv_op
+
+    for name in ("mnist", "cifar", "stride2", "depthwise", "pointwise", "stride2-deep"):
+        shape = CONV_SHAPES[name]
+        n = (512 if name == "mnist" else 16) if large else 1
+        inputs = conv_inputs(shape, "cuda", np.dtype(dtype).name, n=n)
+        forward, backward, _ = (conv_op(op, shape, *inputs, algorithm="im2col") for op in shape.ops)
+        forward(), backward()  # device constants are copied on first use
+        counts = _launches(forward), _launches(backward)
+        assert counts[0] <= 8 and counts[1] <= 16, (name, counts)
+    rng = np.random.default_rng(0)
+    n = 512 if large else 1
+    x, w, b, go = (xpconv.to_device(random_array(rng, s, dtype), "cuda") for s in [(n, 64), (32, 64), (32,), (n, 32)])
+    assert _launches(lambda: xpconv.dense(x, w, b)) <= 4
+    assert _launches(lambda: xpconv.dense_backward(go, x, w)) <= 4
+    assert _launches(lambda: xpconv.bias_add(go, b)) <= 2
+    assert _launches(lambda: xpconv.bias_backward(go)) <= 2
+
+
+def test_cuda_workspace_is_a_quarter_of_free_memory(fake_cupy_module):
+    from xpconv._chunking import DEFAULT_WORKSPACE_BYTES, MAX_DEVICE_WORKSPACE_BYTES, workspace_limit
+
+    x = xpconv.to_device(np.zeros((1, 1, 4, 4)), "cuda:1")
+    fake_cupy.set_memory(8 * 2**30)
+    assert workspace_limit(None, x) == 2 * 2**30
+    fake_cupy.set_memory(100 * 2**20)  # little free memory: the CPU's default still
+    assert workspace_limit(None, x) == DEFAULT_WORKSPACE_BYTES
+    fake_cupy.set_memory(200 * 2**30)
+    assert workspace_limit(None, x) == MAX_DEVICE_WORKSPACE_BYTES
+    assert workspace_limit(3000, x) == 3000  # an explicit bound still holds
+    assert workspace_limit(None, np.zeros(1)) == DEFAULT_WORKSPACE_BYTES

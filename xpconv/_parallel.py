@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
@@ -168,6 +168,33 @@ def map_chunks(
     with _controller().limit(limits=1, user_api="blas"):
         for result in _pool(workers).map(fn, chunks):
             consume(result)
+
+
+class ChunkSum:
+    """A ``consume`` for :func:`map_chunks` that sums each chunk's partial results into ``targets``
+    (``None`` targets and partials skipped), in chunk order.  The first chunk's partials are copied
+    in, so the targets need no zero fill, and a call of one chunk adds nothing (on a GPU, two
+    kernels fewer per target); :meth:`finish` zeros them when there was no chunk (an empty batch)."""
+
+    def __init__(self, *targets: Any) -> None:
+        self.targets = targets
+        self.started = False
+
+    def __call__(self, partials: Sequence[Any]) -> None:
+        for target, partial in zip(self.targets, partials, strict=True):
+            if target is None:
+                continue
+            if self.started:
+                target[...] += partial
+            else:
+                target[...] = partial
+        self.started = True
+
+    def finish(self) -> None:
+        if not self.started:
+            for target in self.targets:
+                if target is not None:
+                    target[...] = 0
 
 
 def reset() -> None:

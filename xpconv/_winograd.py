@@ -36,7 +36,7 @@ import numpy as np
 from ._chunking import batch_chunks
 from ._constants import constant
 from ._geometry import ConvGeometry
-from ._parallel import map_chunks
+from ._parallel import ChunkSum, map_chunks
 from ._patches import pad_input
 from ._types import Array, DTypeLike
 from ._workspace import scratch
@@ -256,7 +256,7 @@ def winograd_forward(
 def winograd_weight_gradient(
     xp: ModuleType, grad_output: Array, x: Array, grad_w: Array, grad_b: Array | None, g: ConvGeometry, limit: int
 ) -> None:
-    """Weight and bias gradients, added into ``grad_w`` and ``grad_b`` (unless ``None``), as the
+    """Weight and bias gradients, written into ``grad_w`` and ``grad_b`` (unless ``None``), as the
     adjoint of :func:`winograd_forward` with respect to the weight: ``grad_output``'s tiles
     through ``Aᵀ⊗Aᵀ`` transposed, one GEMM per frequency with the input tiles, then ``Gᵀ dW G``."""
     m, acc = TILE, grad_w.dtype
@@ -283,13 +283,8 @@ def winograd_weight_gradient(
         return partial, None if grad_b is None else bias_grad(go, 1, acc)
 
     per_sample = _scratch_per_sample(g, g_tiles, th, tw, acc.itemsize)
-    grad_w_t = xp.zeros((a * a, g.o, g.c), dtype=acc)
-
-    def add(partials):  # in chunk order, as each arrives
-        partial, partial_b = partials
-        grad_w_t[...] += partial
-        if grad_b is not None:
-            grad_b[...] += partial_b
-
-    map_chunks(xp, run, batch_chunks(g.n, per_sample, limit, xp), consume=add)
-    grad_w += filter_gradient(xp, grad_w_t, m)  # (a², O, C) -> (O, C, 3, 3)
+    grad_w_t = xp.empty((a * a, g.o, g.c), dtype=acc)
+    total = ChunkSum(grad_w_t, grad_b)
+    map_chunks(xp, run, batch_chunks(g.n, per_sample, limit, xp), consume=total)
+    total.finish()
+    grad_w[...] = filter_gradient(xp, grad_w_t, m)  # (a², O, C) -> (O, C, 3, 3)

@@ -9,7 +9,8 @@ and ``y[n, o, p, q] = bias[o] + Σ_{c, i, j} x_pad[n, g·Cg + c, p·sh + i·dh, 
 where ``g = o // (O / groups)`` is the group of output channel ``o`` and ``Cg = C / groups``.
 
 The batch is processed in chunks whose scratch memory stays within a workspace limit
-(64 MiB by default) whatever the batch size; on the CPU the chunks are also kept small enough
+(64 MiB by default on the CPU, a quarter of the free memory on CUDA: :mod:`xpconv._chunking`)
+whatever the batch size; on the CPU the chunks are also kept small enough
 to stay in cache (:mod:`xpconv._chunking`), and run on one worker thread per core
 (:mod:`xpconv._parallel`).  This module holds the im2col path and the choice of algorithm;
 Winograd's transforms and chunk loops are in :mod:`xpconv._winograd`.
@@ -23,7 +24,7 @@ from ._backend import device_scope
 from ._checks import as_bool, check_arrays, compute_dtype
 from ._chunking import DEFAULT_WORKSPACE_BYTES, batch_chunks, workspace_limit
 from ._geometry import ConvGeometry, conv_geometry, transposed_geometry
-from ._parallel import blas_single_threaded, map_chunks
+from ._parallel import ChunkSum, blas_single_threaded, map_chunks
 from ._patches import col2im, im2col, pad_input
 from ._types import Algorithm, Array, Gradients, IntPair, Padding
 from ._winograd import winograd_applies, winograd_forward, winograd_weight_gradient
@@ -114,7 +115,8 @@ def conv2d(
         ``C`` and ``O`` must both be divisible by it; ``groups == C`` is depthwise.
     workspace_bytes : int, optional
         Upper bound on the scratch memory (padded copies and patch matrices) held at once
-        beyond inputs and outputs, default 64 MiB; the batch is processed in chunks that fit.
+        beyond inputs and outputs, default 64 MiB on the CPU and a quarter of the device's free
+        memory (at most 16 GiB) on CUDA; the batch is processed in chunks that fit.
     algorithm : ``"auto"``, ``"im2col"`` or ``"winograd"``
         ``"im2col"``: patches and one GEMM (the tightest float32 error).  ``"winograd"``:
         F(4×4, 3×3) minimal filtering, 4× fewer multiplications, for 3×3 kernels with stride 1,
@@ -152,7 +154,7 @@ def conv2d(
         dilation=dilation,
         groups=groups,
     )
-    limit = workspace_limit(workspace_bytes)
+    limit = workspace_limit(workspace_bytes, x)
     method = choose_algorithm(algorithm, g)
     with device_scope(x), blas_single_threaded(xp):
         return forward_pass(xp, x, weight, bias, g, limit, method).astype(dtype, copy=False)
@@ -235,7 +237,7 @@ def conv2d_backward(
             f"grad_output must have the forward output's shape {g.output_shape}, got {tuple(grad_output.shape)}"
         )
     with_bias = as_bool(with_bias, "with_bias")
-    limit = workspace_limit(workspace_bytes)
+    limit = workspace_limit(workspace_bytes, x)
     method = choose_algorithm(algorithm, g)
     acc = compute_dtype(dtype)
     with device_scope(x), blas_single_threaded(xp):
@@ -243,8 +245,8 @@ def conv2d_backward(
         if method == "im2col" and _input_gradient_by_col2im(g):
             # one pass over the patches gives all three gradients
             grad_x = xp.empty(x.shape, dtype=acc)
-            grad_w = xp.zeros(weight.shape, dtype=acc)
-            grad_b = xp.zeros(g.o, dtype=acc) if with_bias else None
+            grad_w = xp.empty(weight.shape, dtype=acc)  # written by the chunks' sum
+            grad_b = xp.empty(g.o, dtype=acc) if with_bias else None
             chunks = batch_chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), limit, xp)
             _gemm_backward(xp, grad_output, x, w, grad_x, grad_w, grad_b, g, chunks)
         else:
@@ -294,8 +296,8 @@ def weight_gradient(
     ``with_bias``), in the compute dtype: ``grad_output`` times the patches' transpose, summed
     over the batch, or under ``"winograd"`` the adjoint of the Winograd forward."""
     acc = compute_dtype(x.dtype)
-    grad_w = xp.zeros(g.weight_shape, dtype=acc)
-    grad_b = xp.zeros(g.o, dtype=acc) if with_bias else None
+    grad_w = xp.empty(g.weight_shape, dtype=acc)  # written by the chunks' sum
+    grad_b = xp.empty(g.o, dtype=acc) if with_bias else None
     if method == "winograd":
         winograd_weight_gradient(xp, grad_output, x, grad_w, grad_b, g, limit)
     else:
@@ -316,7 +318,7 @@ def _flip_transpose(xp, weight, g: ConvGeometry):
 
 def _gemm_backward(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGeometry, chunks):
     """Per chunk: patches again, the chunk's ``go · colsᵀ`` and bias gradient (summed into
-    ``grad_w`` and ``grad_b`` in chunk order, unless ``grad_w`` is ``None``), and unless ``grad_x``
+    ``grad_w`` and ``grad_b`` in chunk order, whatever they held, unless ``grad_w`` is ``None``), and unless ``grad_x``
     is ``None``, ``grad_cols = wᵀ · go`` and col2im into it.  ``weight`` is needed only for
     ``grad_x``, ``x`` only for ``grad_w``."""
     acc = grad_x.dtype if grad_w is None else grad_w.dtype
@@ -344,12 +346,6 @@ def _gemm_backward(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGe
     if grad_w is None:
         map_chunks(xp, run, chunks)
         return
-    grad_w_g = grad_w.reshape(g.groups, og, k)  # (O, Cg, kh, kw) -> (G, Og, K), a view
-
-    def add(partials):  # in chunk order, as each arrives
-        partial_w, partial_b = partials
-        grad_w_g[...] += partial_w
-        if grad_b is not None:
-            grad_b[...] += partial_b
-
-    map_chunks(xp, run, chunks, consume=add)
+    total = ChunkSum(grad_w.reshape(g.groups, og, k), grad_b)  # (O, Cg, kh, kw) -> (G, Og, K), a view
+    map_chunks(xp, run, chunks, consume=total)
+    total.finish()

@@ -93,7 +93,7 @@ def conv_transpose2d(
         groups=groups,
         dilation=dilation,
     )
-    limit = workspace_limit(workspace_bytes)
+    limit = workspace_limit(workspace_bytes, x)
     method = choose_algorithm(algorithm, g)
     with device_scope(x), blas_single_threaded(xp):
         y = input_gradient(xp, x, weight, g, limit, method)  # (N, C_out, rows read, columns read)
@@ -142,7 +142,7 @@ def conv_transpose2d_backward(
     if tuple(grad_output.shape) != expected:
         raise ValueError(f"grad_output must have the forward output's shape {expected}, got {tuple(grad_output.shape)}")
     with_bias = as_bool(with_bias, "with_bias")
-    limit = workspace_limit(workspace_bytes)
+    limit = workspace_limit(workspace_bytes, x)
     method = choose_algorithm(algorithm, g)
     acc = compute_dtype(dtype)
     with device_scope(x), blas_single_threaded(xp):

@@ -67,7 +67,8 @@ def max_pool2d(
         Round the output size up: one more window where the last would only partly fit, as
         long as it starts inside the input or its left padding.
     workspace_bytes : int, optional
-        Upper bound on the scratch memory held at once (padded copies), default 64 MiB.
+        Upper bound on the scratch memory held at once (padded copies), default as for
+        :func:`xpconv.conv2d`.
 
     Returns
     -------
@@ -89,7 +90,7 @@ def max_pool2d(
     """
     xp, dtype = check_arrays(("x", x, 4))
     g = pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    limit = workspace_limit(workspace_bytes)
+    limit = workspace_limit(workspace_bytes, x)
     with device_scope(x):
         y = xp.empty(g.output_shape, dtype=dtype)  # a maximum is exact in any dtype
 
@@ -123,7 +124,7 @@ def max_pool2d_backward(
     xp, dtype = check_arrays(("grad_output", grad_output, 4), ("x", x, 4))
     g = pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     _check_grad_output(grad_output, g)
-    limit = workspace_limit(workspace_bytes)
+    limit = workspace_limit(workspace_bytes, x)
     acc = compute_dtype(dtype)
     oh, ow = g.out
     k = g.kh * g.kw
@@ -170,7 +171,7 @@ def avg_pool2d(
     divisor_override : int, optional
         Divide every window's sum by this instead (non-zero).
     workspace_bytes : int, optional
-        Upper bound on the scratch memory held at once, default 64 MiB.
+        Upper bound on the scratch memory held at once, default as for :func:`xpconv.conv2d`.
 
     Returns
     -------
@@ -191,7 +192,7 @@ def avg_pool2d(
     g, divisor_args = _avg_geometry(
         x.shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
     )
-    limit = workspace_limit(workspace_bytes)
+    limit = workspace_limit(workspace_bytes, x)
     acc = compute_dtype(dtype)
     with device_scope(x):
         y = xp.empty(g.output_shape, dtype=acc)
@@ -226,7 +227,7 @@ def avg_pool2d_backward(
         x.shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
     )
     _check_grad_output(grad_output, g)
-    limit = workspace_limit(workspace_bytes)
+    limit = workspace_limit(workspace_bytes, x)
     acc = compute_dtype(dtype)
     oh, ow = g.out
     with device_scope(x):
