@@ -23,7 +23,8 @@ Registered as ``cupy`` in ``sys.modules`` for one test at a time (``make_module(
   every operation that computes or copies on a device (ufuncs, reductions, ``matmul``, ``take``,
   copies by assignment, ``astype``, ``copy``, a reshape that copies, advanced indexing, creation
   with ``zeros``/``ones``/``full``/``arange``, host-to-device copies); views, ``empty`` and
-  ``as_strided`` launch nothing.  All counts are deterministic.
+  ``as_strided`` launch nothing.  With each launch, the bytes it writes; the device bytes
+  allocated (``empty`` included); and ``matmul``'s multiply-adds ×2.  All counts are deterministic.
 
 Memory is host memory; "device" is a label checked on every operation.  Stricter than CuPy in
 one place: assigning a NumPy array into a device array (``a[...] = host``) is refused too.
@@ -42,7 +43,14 @@ _API = json.loads(Path(__file__).with_name("cupy_api.json").read_text())
 NAMES = {part: frozenset(names) for part, names in _API["names"].items()}
 VERSION = _API["cupy_version"]
 
-counters = {"rng_constructions": 0, "host_syncs": 0, "launches": 0}
+counters = {
+    "rng_constructions": 0,
+    "host_syncs": 0,
+    "launches": 0,
+    "bytes_written": 0,
+    "bytes_allocated": 0,
+    "gemm_flops": 0,
+}
 _local = threading.local()
 
 
@@ -219,16 +227,27 @@ def _compute(fn, args, kwargs, *, sequence_first=False, out=None):
     dev = _check_device(*arrays)
     if out is not None:
         fn(*plain, **options, out=out._data)
-        _launched()
+        _launched(out.nbytes)
+        _count_gemm(fn, plain, out._data)
         return out
     result = fn(*plain, **options)
     if not (isinstance(result, np.ndarray) and any(np.shares_memory(result, a._data) for a in arrays)):
-        _launched()  # a view of an operand (broadcast_to, moveaxis, ...) launches nothing
+        size = np.asarray(result).nbytes
+        _launched(size, size)  # a view of an operand (broadcast_to, moveaxis, ...) launches nothing
+        _count_gemm(fn, plain, result)
     return _wrap(result, dev)
 
 
-def _launched() -> None:
+def _launched(written: int, allocated: int = 0) -> None:
+    """One kernel, writing ``written`` bytes into memory of which ``allocated`` bytes are new."""
     counters["launches"] += 1
+    counters["bytes_written"] += int(written)
+    counters["bytes_allocated"] += int(allocated)
+
+
+def _count_gemm(fn, operands, result) -> None:
+    if fn is np.matmul:
+        counters["gemm_flops"] += 2 * np.asarray(result).size * np.shape(operands[0])[-1]
 
 
 def _is_option(value) -> bool:
@@ -331,7 +350,7 @@ class ndarray:  # CuPy's name
         """A method's result: a view stays on this array's device, anything else is computed."""
         if isinstance(data, np.ndarray) and np.shares_memory(data, self._data):
             return self._view(data)
-        _launched()
+        _launched(np.asarray(data).nbytes, np.asarray(data).nbytes)
         return _wrap(data, _check_device(self, *operands))
 
     # host synchronisations
@@ -372,7 +391,7 @@ class ndarray:  # CuPy's name
         data = self._data[index]
         if _is_basic(key):
             return self._view(data)
-        _launched()
+        _launched(data.nbytes, data.nbytes)
         return _wrap(data if not np.shares_memory(data, self._data) else data.copy(), _check_device(self, *arrays))
 
     def __setitem__(self, key, value):
@@ -381,7 +400,7 @@ class ndarray:  # CuPy's name
         value = _operand(value, arrays)
         _check_device(*arrays)
         self._data[index] = value
-        _launched()
+        _launched(np.asarray(self._data[index]).nbytes)
 
     # methods (only names the real cupy.ndarray has)
     def reshape(self, *shape, order="C"):
@@ -405,18 +424,18 @@ class ndarray:  # CuPy's name
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
         if not copy and np.dtype(dtype) == self.dtype:
             return self
-        _launched()
+        _launched(self.size * np.dtype(dtype).itemsize, self.size * np.dtype(dtype).itemsize)
         return _wrap(self._data.astype(dtype, order=order), _check_device(self))
 
     def copy(self, order="C"):
         # CuPy copies onto the *current* device, whatever the source's device
-        _launched()
+        _launched(self.nbytes, self.nbytes)
         return ndarray._from_data(self._data.copy(order=order), current_device())
 
     def fill(self, value):
         _check_device(self)
         self._data.fill(_operand(value, []))
-        _launched()
+        _launched(self.nbytes)
 
     def __getattr__(self, name):
         if name in NAMES["cupy.ndarray"] and hasattr(np.ndarray, name):
@@ -515,8 +534,9 @@ _CREATION = {"empty", "zeros", "ones", "full", "arange", "eye", "identity", "lin
 def _asarray(a, dtype=None, order=None, *, blocking=False):
     if isinstance(a, ndarray):
         return a if dtype is None or np.dtype(dtype) == a.dtype else a.astype(dtype)
-    _launched()  # a host-to-device copy
-    return ndarray._from_data(np.array(a, dtype=dtype, order=order or "K"), current_device())
+    data = np.array(a, dtype=dtype, order=order or "K")
+    _launched(data.nbytes, data.nbytes)  # a host-to-device copy
+    return ndarray._from_data(data, current_device())
 
 
 def _asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
@@ -543,8 +563,9 @@ def _ascontiguousarray(a, dtype=None):
         raise _unsupported(a)
     if a._data.flags.c_contiguous and (dtype is None or np.dtype(dtype) == a.dtype):
         return a
-    _launched()
-    return _wrap(np.ascontiguousarray(a._data, dtype=dtype), _check_device(a))
+    data = np.ascontiguousarray(a._data, dtype=dtype)
+    _launched(data.nbytes, data.nbytes)
+    return _wrap(data, _check_device(a))
 
 
 def _module_function(name):
@@ -555,9 +576,12 @@ def _module_function(name):
             for v in (*args, *kwargs.values()):
                 if isinstance(v, (np.ndarray, list, ndarray)):
                     raise _unsupported(v)
-            if name != "empty":  # empty allocates; the others fill
-                _launched()
-            return ndarray._from_data(fn(*args, **kwargs), current_device())
+            data = fn(*args, **kwargs)
+            if name == "empty":  # empty allocates; the others fill
+                counters["bytes_allocated"] += data.nbytes
+            else:
+                _launched(data.nbytes, data.nbytes)
+            return ndarray._from_data(data, current_device())
 
         return create
 

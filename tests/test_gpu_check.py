@@ -44,3 +44,27 @@ def test_gpu_check_script_rejects_unknown_options(tmp_path):
         ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--nope"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "unknown option --nope" in result.stderr
+
+
+def test_gpu_model_estimates_from_stand_in_counts():
+    """``benchmarks/gpu_model.py`` runs rows on the CuPy stand-in and prints its estimate, labelled
+    as one, with each row's launches and the ratio to a one-launch cuDNN."""
+    argv = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "gpu_model.py"),
+        "--batch",
+        "2",
+        "--shapes",
+        "mnist,maxpool,dense-784",
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("ESTIMATE, not a measurement: model (round figures: 8 us a launch, 4 TB/s")
+    rows = {line.split()[0] + " " + line.split()[1]: line.split() for line in out.splitlines()[3:9]}
+    assert set(rows) == {
+        "conv2d-forward mnist", "conv2d-backward mnist", "max_pool2d-forward maxpool",
+        "max_pool2d-backward maxpool", "dense dense-784", "dense_backward dense-784",
+    }  # fmt: skip
+    assert int(rows["conv2d-forward mnist"][2]) <= 8 and int(rows["conv2d-backward mnist"][2]) <= 16
+    assert "geometric mean cuDNN/xpconv, every row (6):" in out
