@@ -105,8 +105,9 @@ def _col2im_by_gather(xp: ModuleType, cols: Array, g: ConvGeometry) -> Array:
     k, p = g.kh * g.kw, g.out[0] * g.out[1]
     index = constant(xp, _gather_index, g.padded, (g.kh, g.kw), g.out, g.stride, g.dilation)  # (Hp·Wp·M,)
     m = index.shape[0] // (g.padded[0] * g.padded[1])
-    extended = xp.zeros((b * g.c, k * p + 1), dtype=cols.dtype)  # the last column: the zero
+    extended = xp.empty((b * g.c, k * p + 1), dtype=cols.dtype)
     extended[:, : k * p] = cols.reshape(b * g.c, k * p)  # (B, C, kh, kw, oh, ow) -> (B·C, K·P)
+    extended[:, k * p] = 0  # the last column: the zero
     gathered = xp.take(extended, index, axis=1).reshape(b * g.c, g.padded[0] * g.padded[1], m)  # (B·C, Hp·Wp, M)
     return gathered.sum(axis=2).reshape(b, g.c, *g.padded)  # (B·C, Hp·Wp) -> (B, C, Hp, Wp)
 

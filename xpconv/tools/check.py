@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import namespace_for, to_device, to_numpy
-from .._geometry import conv_geometry
+from .._geometry import conv_geometry, pool_geometry
 from .._types import Algorithm, Array, ArrayLike, Device, IntPair, Padding
 from ..bias import bias_add, bias_backward
 from ..conv import conv2d, conv2d_backward
@@ -172,18 +172,22 @@ def pool_errors(kind: str, x: Array, grad_output: Array, **kw: Any) -> dict[str,
     """Relative errors of ``max_pool2d`` or ``avg_pool2d`` (``kind`` ``"max"``/``"avg"``) and its
     gradient against the float64 reference; ``kw``: the pooling's arguments."""
     forward, backward = (max_pool2d, max_pool2d_backward) if kind == "max" else (avg_pool2d, avg_pool2d_backward)
-    pairs = {k: (kw[k], kw[k]) if isinstance(kw[k], int) else tuple(kw[k]) for k in ("kernel_size", "padding")}
-    stride = pairs["kernel_size"] if kw.get("stride") is None else kw["stride"]
-    stride = (stride, stride) if isinstance(stride, int) else tuple(stride)
-    dilation = kw.get("dilation", 1)
+    g = pool_geometry(
+        x.shape,
+        kw["kernel_size"],
+        kw.get("stride"),
+        kw.get("padding", 0),
+        kw.get("dilation", 1),
+        kw.get("ceil_mode", False),
+    )
     ref_y, ref_grad = reference_pool2d(
         to_numpy(x).astype(np.float64),
         to_numpy(grad_output).astype(np.float64),
         kind=kind,
-        kernel=pairs["kernel_size"],
-        stride=stride,
-        padding=pairs["padding"],
-        dilation=(dilation, dilation) if isinstance(dilation, int) else tuple(dilation),
+        kernel=(g.kh, g.kw),
+        stride=g.stride,
+        padding=(g.pad[0], g.pad[2]),  # (top, left): the reference reads the output size from grad_output
+        dilation=g.dilation,
         count_include_pad=kw.get("count_include_pad", True),
     )
     return {
