@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command for a lent GPU (at most 8 minutes): the card, the versions, the gpu tests,
 # xpconv check, and xpconv bench beside PyTorch's cuDNN (float32 with TF32 off and on, float16),
-# then a table of xpconv/cuDNN ratios.  Everything goes to $OUT (default: a new temporary folder).
+# then a table of xpconv/cuDNN ratios, and the launches per call with benchmarks/gpu_model.py's
+# estimate for an H100 and an H200 beside them.  Everything goes to $OUT (default: a new temporary folder).
 # It installs nothing: run it from a checkout with python3 that has numpy, cupy, torch and pytest.
 #
 #   bash benchmarks/gpu_check.sh                      # on the GPU machine
@@ -61,6 +62,13 @@ except Exception as exc: print('torch:', exc)
             "${shape_args[@]}" --no-book --min-seconds "$min_seconds" "${tf32_args[@]}" --json "$json"
     done
     step "ratios" 30 python3 benchmarks/ratio_table.py "$OUT"/bench-*.json
+    # the launches per call (counted on the CuPy stand-in) and the model's estimate, to set beside
+    # the measured times above
+    model_args=()
+    if [ -n "$shapes" ]; then model_args=(--shapes "$shapes"); fi
+    for gpu in h100 h200; do
+        step "model $gpu" 60 python3 benchmarks/gpu_model.py --gpu "$gpu" "${model_args[@]}"
+    done
     echo "== done; failed steps: $failed"
 } 2>&1 | tee "$OUT/gpu_check.log"
 exit "$failed"

@@ -33,6 +33,7 @@ one place: assigning a NumPy array into a device array (``a[...] = host``) is re
 from __future__ import annotations
 
 import json
+import math
 import threading
 import types
 from pathlib import Path
@@ -250,6 +251,63 @@ def _count_gemm(fn, operands, result) -> None:
         counters["gemm_flops"] += 2 * np.asarray(result).size * np.shape(operands[0])[-1]
 
 
+def _matmul(a, b, out=None):
+    """``matmul`` with the kernels CuPy 14 launches around its cuBLAS call
+    (``cupy/_core/_routines_linalg.pyx``), each counted:
+
+    * a product of 2-D operands: a cast for an operand of another dtype, a copy for one that is
+      neither C- nor F-contiguous (cuBLAS reads a transpose in place), and a temporary plus a copy
+      for an ``out`` that is not C-contiguous or not of the result's dtype;
+    * a batched product (3-D or more): a copy for every operand that is not C-contiguous or not
+      of the compute dtype (float32 for float16), three pointer-array kernels per batch axis
+      when an operand is broadcast along a batch axis (``gemmBatched`` instead of the strided
+      call), and a temporary plus a copy for an ``out`` that is not C-contiguous or not of the
+      compute dtype.
+    """
+    for v in (a, b):
+        if not isinstance(v, ndarray):
+            raise _unsupported(v)
+    if out is not None and not isinstance(out, ndarray):
+        raise TypeError(f"out must be a cupy.ndarray, got {type(out)}")
+    dev = _check_device(a, b, *(() if out is None else (out,)))
+    ad, bd = a._data, b._data
+    result = np.matmul(ad, bd)
+    ret = result.dtype
+    copies = []  # bytes each hidden kernel writes
+    if max(ad.ndim, bd.ndim) <= 2:
+        for v in (ad, bd):
+            if v.dtype != ret or (v.ndim == 2 and not (v.flags.c_contiguous or v.flags.f_contiguous)):
+                copies.append(v.size * ret.itemsize)  # tensordot_core's astype, _mat_to_cublas_contiguous's copy
+        if out is not None and not (out._data.flags.c_contiguous and out.dtype == ret):
+            copies.append(out.nbytes)  # a temporary, then elementwise_copy
+    else:
+        compute = np.dtype(np.float32) if ret == np.float16 else ret
+        for v in (ad, bd):
+            if v.dtype != compute or not v.flags.c_contiguous:
+                copies.append(v.size * compute.itemsize)  # ascontiguousarray(v, dtype)
+        batch = result.shape[:-2]
+        for v in (ad, bd):
+            shape = (1,) * (result.ndim - v.ndim) + v.shape[:-2]
+            if any(s == 1 and r > 1 for s, r in zip(shape, batch, strict=True)):
+                copies += [8 * math.prod(batch)] * (3 * len(batch))  # _mat_ptrs for a, b and c
+                break
+        if (out is None and compute != ret) or (
+            out is not None and not (out._data.flags.c_contiguous and out.dtype == compute)
+        ):
+            copies.append(result.nbytes)  # computed in a temporary, then copied
+    for written in copies:
+        _launched(written, written)
+    counters["gemm_flops"] += 2 * result.size * ad.shape[-1]
+    if out is not None:
+        if out.shape != result.shape:
+            raise ValueError("Output array has an invalid size")
+        out._data[...] = result
+        _launched(out.nbytes)
+        return out
+    _launched(result.nbytes, result.nbytes)
+    return _wrap(result, dev)
+
+
 def _is_option(value) -> bool:
     """Shapes, axes, dtypes and strings pass through as they are (they are not operands)."""
     if isinstance(value, (str, type, np.dtype)) or value is None:
@@ -455,6 +513,8 @@ class ndarray:  # CuPy's name
                 raise _unsupported(other)
             return NotImplemented
         args = (other, self) if reflected else (self, other)
+        if name == "matmul":
+            return _matmul(*args)
         return _compute(_BINARY[name], args, {})
 
     def _inplace(self, name, other):
@@ -612,6 +672,7 @@ def make_module() -> types.ModuleType:
     mod.asnumpy = _asnumpy
     mod.get_array_module = _get_array_module
     mod.ascontiguousarray = _ascontiguousarray
+    mod.matmul = _matmul
     mod.random = _namespace("cupy.random", default_rng=_default_rng, Generator=Generator)
     mod.cuda = _namespace("cupy.cuda", Device=Device, runtime=runtime)
     mod.lib = _namespace("cupy.lib", stride_tricks=_namespace("cupy.lib.stride_tricks", as_strided=_as_strided))

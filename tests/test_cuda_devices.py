@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import xpconv
+from xpconv.conv import winograd_applies
 from xpconv.tools.cli import main
 
 import fake_cupy
@@ -224,11 +225,12 @@ def _launches(call):
 @pytest.mark.parametrize("batch", [1, 32])
 def test_pooling_and_transposed_launch_a_handful_of_kernels(fake_cupy_module, rng, batch):
     """On CUDA a pooling launches the same few kernels whatever its window (one reduction over the
-    windows view; one gather and one sum for the gradient), and whatever the batch that fits."""
+    windows view; one gather and one sum per row phase of the stride for the gradient), and
+    whatever the batch that fits."""
     to = _on("cuda")
     x = to(random_array(rng, (batch, 8, 16, 16), np.float32))
-    counts = set()
-    for k, s, p in [(2, 2, 1), (3, 2, 1), (3, 1, 1), (5, 1, 2)]:
+    counts: dict[int, set] = {1: set(), 2: set()}
+    for k, s, p in [(2, 2, 1), (3, 2, 1), (4, 2, 2), (3, 1, 1), (5, 1, 2)]:
         go = to(random_array(rng, tuple(xpconv.max_pool2d(x, k, s, p).shape), np.float32))
         xpconv.max_pool2d_backward(go, x, k, s, p)  # device constants are copied on first use
         xpconv.avg_pool2d_backward(go, x, k, s, p)
@@ -238,40 +240,58 @@ def test_pooling_and_transposed_launch_a_handful_of_kernels(fake_cupy_module, rn
             functools.partial(xpconv.avg_pool2d, x, k, s, p),
             functools.partial(xpconv.avg_pool2d_backward, go, x, k, s, p),
         ]
-        counts.add(tuple(_launches(call) for call in calls))
-    assert len(counts) == 1, counts  # the same for every window
-    max_fwd, max_bwd, avg_fwd, avg_bwd = counts.pop()
-    assert max(max_fwd, avg_fwd) <= 5 and max(max_bwd, avg_bwd) <= 24, (max_fwd, max_bwd, avg_fwd, avg_bwd)
+        counts[s].add(tuple(_launches(call) for call in calls))
+    assert all(len(c) == 1 for c in counts.values()), counts  # the same for every window at a stride
+    (one,), (two,) = counts[1], counts[2]
+    assert two == (one[0], one[1] + 2, one[2], one[3] + 2), counts  # stride 2: one more take and sum
+    max_fwd, max_bwd, avg_fwd, avg_bwd = two
+    assert max(max_fwd, avg_fwd) <= 5 and max(max_bwd, avg_bwd) <= 24, two
     w = to(random_array(rng, (8, 4, 4, 4), np.float32))
     go = to(random_array(rng, (batch, 4, 32, 32), np.float32))
-    assert _launches(lambda: xpconv.conv_transpose2d(x, w, stride=2, padding=1)) <= 8
+    # the forward is conv2d's input gradient: at stride 2 two row phases, a take and a sum each
+    assert _launches(lambda: xpconv.conv_transpose2d(x, w, stride=2, padding=1)) <= 12
     assert _launches(lambda: xpconv.conv_transpose2d_backward(go, x, w, stride=2, padding=1)) <= 16
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("large", [False, True], ids=["batch-1", "batch-large"])
-def test_im2col_dense_and_bias_launch_budgets(fake_cupy_module, dtype, large):
+# Kernels per call on CUDA: conv2d forward, backward; float16 adds one cast per converted operand
+# (weight, bias, each output; Winograd's inputs too, since CuPy's take needs matching dtypes).
+CONV_BUDGET = {np.float16: (12, 24), np.float32: (8, 16), np.float64: (8, 16)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv_dense_and_bias_launch_budgets(fake_cupy_module, dtype):
     """On CUDA the batch runs as one chunk (the default workspace is a quarter of the device's
-    free memory), so an im2col convolution launches the same few kernels for 1 image or many
-    (512 for mnist; 16 for the larger shapes, to keep the stand-in's host arithmetic short): at
-    most 8 forward and 16 backward; dense at most 4 each way; bias at most 2."""
+    free memory), so a convolution launches the same few kernels for 1 image as for many (512
+    for mnist; 16 for the larger shapes, to keep the stand-in's host arithmetic short), on every
+    bench shape and by both algorithms: at most 8 forward and 16 backward (float16: the casts
+    above); dense at most 4 each way; bias at most 2.  The stand-in counts what CuPy launches
+    around a matmul too (copies of non-contiguous operands, pointer arrays, casts)."""
     from xpconv.tools.bench import CONV_SHAPES, conv_inputs, conv_op
 
-    for name in ("mnist", "cifar", "stride2", "depthwise", "pointwise", "stride2-deep"):
+    budget = CONV_BUDGET[dtype]
+    for name in ("mnist", "cifar", "resnet", "stride2", "depthwise", "pointwise", "stride2-deep"):
         shape = CONV_SHAPES[name]
-        n = (512 if name == "mnist" else 16) if large else 1
-        inputs = conv_inputs(shape, "cuda", np.dtype(dtype).name, n=n)
-        forward, backward, _ = (conv_op(op, shape, *inputs, algorithm="im2col") for op in shape.ops)
-        forward(), backward()  # device constants are copied on first use
-        counts = _launches(forward), _launches(backward)
-        assert counts[0] <= 8 and counts[1] <= 16, (name, counts)
+        algorithms = ["im2col", "winograd"] if winograd_applies(shape.geometry()) else ["im2col"]
+        for algorithm in algorithms:
+            counts = set()
+            for n in (1, 512 if name == "mnist" else 16):
+                inputs = conv_inputs(shape, "cuda", np.dtype(dtype).name, n=n)
+                forward, backward, _ = (conv_op(op, shape, *inputs, algorithm=algorithm) for op in shape.ops)
+                forward(), backward()  # device constants are copied on first use
+                counts.add((_launches(forward), _launches(backward)))
+            assert len(counts) == 1, (name, algorithm, counts)  # whatever the batch
+            ((fwd, bwd),) = counts
+            assert fwd <= budget[0] and bwd <= budget[1], (name, algorithm, fwd, bwd)
     rng = np.random.default_rng(0)
-    n = 512 if large else 1
-    x, w, b, go = (xpconv.to_device(random_array(rng, s, dtype), "cuda") for s in [(n, 64), (32, 64), (32,), (n, 32)])
-    assert _launches(lambda: xpconv.dense(x, w, b)) <= 4
-    assert _launches(lambda: xpconv.dense_backward(go, x, w)) <= 4
-    assert _launches(lambda: xpconv.bias_add(go, b)) <= 2
-    assert _launches(lambda: xpconv.bias_backward(go)) <= 2
+    half = dtype == np.float16  # casts: x and the weight in; grad_output, x, the weight in and 3 gradients out
+    for n in (1, 512):
+        x, w, b, go = (
+            xpconv.to_device(random_array(rng, s, dtype), "cuda") for s in [(n, 64), (32, 64), (32,), (n, 32)]
+        )
+        assert _launches(functools.partial(xpconv.dense, x, w, b)) <= 4
+        assert _launches(functools.partial(xpconv.dense_backward, go, x, w)) <= 4 + 5 * half
+        assert _launches(functools.partial(xpconv.bias_add, go, b)) <= 2
+        assert _launches(functools.partial(xpconv.bias_backward, go)) <= 2 + half
 
 
 def test_cuda_workspace_is_a_quarter_of_free_memory(fake_cupy_module):

@@ -37,6 +37,7 @@ def test_gpu_check_script_runs_on_cpu(tmp_path):
     assert "162 of 162 checks within tolerance" in log
     assert (tmp_path / "bench-float32-tf32off.json").exists()
     assert "== ratios:" in log and "xpconv throughput / PyTorch throughput" in log
+    assert "== model h200:" in log and "conv2d-backward mnist" in log.split("== model h200:")[1]
 
 
 def test_gpu_check_script_rejects_unknown_options(tmp_path):

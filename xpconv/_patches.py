@@ -98,25 +98,45 @@ def col2im(xp: ModuleType, cols: Array, g: ConvGeometry, out: Array | None = Non
 
 
 def _col2im_by_gather(xp: ModuleType, cols: Array, g: ConvGeometry) -> Array:
-    """col2im as each padded pixel gathering its contributions, in a fixed order, then one sum:
-    (B, C, kh, kw, oh, ow) -> (B, C, Hp, Wp).  A pixel reached by fewer than the most windows
-    gathers a zero appended after the patches for the rest."""
+    """col2im as each padded pixel gathering its contributions: (B, C, kh, kw, oh, ow) -> (B, C, Hp, Wp),
+    the patches of each (image, channel) copied into a row with one zero appended."""
     b = cols.shape[0]
     k, p = g.kh * g.kw, g.out[0] * g.out[1]
-    index = constant(xp, _gather_index, g.padded, (g.kh, g.kw), g.out, g.stride, g.dilation)  # (Hp·Wp·M,)
-    m = index.shape[0] // (g.padded[0] * g.padded[1])
-    extended = xp.empty((b * g.c, k * p + 1), dtype=cols.dtype)
-    extended[:, : k * p] = cols.reshape(b * g.c, k * p)  # (B, C, kh, kw, oh, ow) -> (B·C, K·P)
-    extended[:, k * p] = 0  # the last column: the zero
-    gathered = xp.take(extended, index, axis=1).reshape(b * g.c, g.padded[0] * g.padded[1], m)  # (B·C, Hp·Wp, M)
-    return gathered.sum(axis=2).reshape(b, g.c, *g.padded)  # (B·C, Hp·Wp) -> (B, C, Hp, Wp)
+    rows = xp.empty((b * g.c, k * p + 1), dtype=cols.dtype)
+    rows[:, : k * p] = cols.reshape(b * g.c, k * p)  # (B, C, kh, kw, oh, ow) -> (B·C, K·P)
+    rows[:, k * p] = 0  # the zero
+    return gather_sum(xp, rows, g, 1).reshape(b, g.c, *g.padded)  # (B·C, 1, Hp, Wp) -> (B, C, Hp, Wp)
+
+
+def gather_sum(xp: ModuleType, rows: Array, g: ConvGeometry, batch: int) -> Array:
+    """The adjoint of patch extraction by gathering: each row holds one channel's patches of
+    ``batch`` images laid out ``(kh, kw, batch, oh, ow)`` followed by at least one zero; each padded
+    pixel gathers the places that read it, in a fixed order (deterministic, no atomic adds), and
+    sums them: (R, ≥ K·batch·P + 1) -> (R, batch, Hp, Wp).  A pixel read by fewer windows than
+    the most gathers the zero for the rest.
+
+    With a vertical stride ``s`` the rows of each phase ``y mod s`` are gathered apart (a take and
+    a sum each): a phase whose rows fewer windows read gathers fewer slots, so for a 3×3 kernel at
+    stride 2 the gather writes 3 slots a pixel on average instead of 4."""
+    hp, wp = g.padded
+    sh = g.stride[0]
+    sums = xp.empty((rows.shape[0], batch, hp, wp), dtype=rows.dtype)
+    for phase in range(min(sh, hp)):
+        index = constant(xp, _gather_index, g.padded, (g.kh, g.kw), g.out, g.stride, g.dilation, batch, phase)
+        n = len(range(phase, hp, sh))
+        m = index.shape[0] // (batch * n * wp)
+        gathered = xp.take(rows, index, axis=1).reshape(rows.shape[0], batch, n, wp, m)  # (R, batch, Hp/s, Wp, M)
+        gathered.sum(axis=4, out=sums[:, :, phase::sh])
+    return sums
 
 
 @functools.lru_cache(maxsize=64)
-def _gather_index(padded, kernel, out, stride, dilation) -> np.ndarray:
-    """For each padded pixel ``(y, x)``, the places ``((i·kw + j)·oh + p)·ow + q`` in the flattened
-    patches of the windows that read it (``p·sh + i·dh = y``, ``q·sw + j·dw = x``), in row-major
-    order, padded to the most any pixel has with the place ``K·P`` of an appended zero: (Hp·Wp·M,)."""
+def _gather_index(padded, kernel, out, stride, dilation, batch, phase) -> np.ndarray:
+    """For each image ``b`` of ``batch`` and padded pixel ``(y, x)`` with ``y ≡ phase`` (mod the
+    vertical stride), the places ``((i·kw + j)·batch + b)·oh·ow + p·ow + q`` in a row of patches
+    laid out (kh, kw, batch, oh, ow) of the windows that read it (``p·sh + i·dh = y``,
+    ``q·sw + j·dw = x``), in row-major order, padded to the most any such pixel has with the place
+    ``K·batch·P`` of the zero after the patches: (batch·rows·Wp·M,)."""
     (kh, kw), (oh, ow) = kernel, out
     per_axis = []
     for size, k, n, s, d in zip(padded, kernel, out, stride, dilation, strict=True):
@@ -124,10 +144,13 @@ def _gather_index(padded, kernel, out, stride, dilation) -> np.ndarray:
                    for y in range(size)]  # fmt: skip
         per_axis.append(readers)
     rows, columns = per_axis
-    m = max(map(len, rows)) * max(map(len, columns))
-    index = np.full((padded[0], padded[1], m), kh * kw * oh * ow, dtype=np.intp)
+    rows = rows[phase :: stride[0]]
+    zero = kh * kw * batch * oh * ow
+    m = max(1, max(map(len, rows)) * max(map(len, columns)))
+    one = np.full((len(rows), padded[1], m), zero, dtype=np.intp)  # image 0
     for y, row_readers in enumerate(rows):
         for x, column_readers in enumerate(columns):
-            places = [((i * kw + j) * oh + p) * ow + q for i, p in row_readers for j, q in column_readers]
-            index[y, x, : len(places)] = places
-    return index.reshape(-1)
+            places = [(i * kw + j) * batch * oh * ow + p * ow + q for i, p in row_readers for j, q in column_readers]
+            one[y, x, : len(places)] = places
+    shift = np.arange(batch).reshape(batch, 1, 1, 1) * oh * ow * (one < zero)  # the zero stays where it is
+    return (one[None] + shift).reshape(-1)  # (batch, rows, Wp, M) -> (batch·rows·Wp·M,)

@@ -117,12 +117,14 @@ def transform_filter(xp: ModuleType, weight: Array, m: int) -> Array:
     return xp.matmul(kron(xp, m, "filter", weight.dtype), w).reshape(-1, o, c)  # (a², 9) @ (9, O·C) -> (a², O, C)
 
 
-def filter_gradient(xp: ModuleType, grad_transformed: Array, m: int) -> Array:
-    """Adjoint of :func:`transform_filter`: (a², O, C) -> (O, C, 3, 3), ``Gᵀ dW G`` per pair."""
+def filter_gradient(xp: ModuleType, grad_transformed: Array, m: int, out: Array) -> Array:
+    """Adjoint of :func:`transform_filter`: (a², O, C) -> (O, C, 3, 3), ``Gᵀ dW G`` per pair,
+    written into ``out`` by one product."""
     a2, o, c = grad_transformed.shape
     gg = kron(xp, m, "filter", grad_transformed.dtype)  # (a², 9)
-    dw = xp.matmul(gg.T, grad_transformed.reshape(a2, o * c))  # (9, a²) @ (a², O·C) -> (9, O·C)
-    return dw.T.reshape(o, c, R, R)  # (9, O·C) -> (O·C, 9) -> (O, C, 3, 3)
+    dw = grad_transformed.reshape(a2, o * c).T  # (a², O, C) -> (a², O·C) -> (O·C, a²), a view
+    xp.matmul(dw, gg, out=out.reshape(o * c, R * R))  # (O·C, a²) @ (a², 9) -> (O·C, 9), in (O, C, 3, 3)
+    return out
 
 
 # Tiles are gathered and scattered by ``take`` with precomputed flat pixel indices rather than by
@@ -164,6 +166,75 @@ def take_into(xp: ModuleType, source: Array, index: Array, out: Array) -> Array:
     return xp.take(source, index, axis=-1, out=out)
 
 
+# On CUDA a gather is one ``take`` from the unpadded batch with an index of flat places built once
+# per geometry and batch and kept on the device (int32, as large as the tiles it gathers), plus one
+# scatter of zeros into the places that fall in the padding: two kernels where padding the batch
+# first and gathering per channel took three.  The layouts are chosen so that every GEMM after it
+# reads C-contiguous operands (CuPy's batched matmul copies any other).
+
+
+@functools.lru_cache(maxsize=16)
+def tile_places(
+    shape: tuple[int, ...], top: int, left: int, size: int, m: int, th: int, tw: int, channels_last: bool
+) -> np.ndarray:
+    """For ``size × size`` tiles every ``m`` pixels (``th × tw`` of them) over a (B, C, H, W) batch
+    shifted by ``top`` rows and ``left`` columns of zero padding (and zero-extended at the bottom
+    and right as far as the tiles reach): the flat place in the batch that offset (i, j) of tile
+    (s, t) of channel c of image b reads, ``((b·C + c)·H + s·m + i - top)·W + t·m + j - left``, or
+    -1 in the padding; laid out (i, j, C, B, th, tw), or (i, j, B, th, tw, C) with ``channels_last``."""
+    n, c, h, w = shape
+    i, j, ch, b, s, t = (np.arange(k).reshape([-1 if d == axis else 1 for d in range(6)])
+                         for axis, k in enumerate((size, size, c, n, th, tw)))  # fmt: skip
+    row, col = s * m + i - top, t * m + j - left
+    inside = (row >= 0) & (row < h) & (col >= 0) & (col < w)
+    places = np.broadcast_to(np.where(inside, ((b * c + ch) * h + row) * w + col, -1), (size, size, c, n, th, tw))
+    if channels_last:
+        places = places.transpose(0, 1, 3, 4, 5, 2)  # (i, j, C, B, th, tw) -> (i, j, B, th, tw, C)
+    return np.ascontiguousarray(places, dtype=np.int32 if n * c * h * w < 2**31 else np.intp).reshape(-1)
+
+
+def _gather_index(*args) -> np.ndarray:
+    """:func:`tile_places` with the padding's places pointing at place 0 (zeroed after the take)."""
+    return np.maximum(tile_places(*args), 0)
+
+
+def _padding_positions(*args) -> np.ndarray:
+    """Where :func:`tile_places` reads padding (positions in the gathered tiles)."""
+    return np.flatnonzero(tile_places(*args) < 0)
+
+
+def gather_tiles(
+    xp: ModuleType,
+    chunk: Array,
+    pad: tuple[int, int],
+    size: int,
+    th: int,
+    tw: int,
+    out: Array,
+    channels_last: bool = False,
+) -> Array:
+    """CUDA: the ``size × size`` tiles of a (B, C, H, W) chunk, zero-padded by ``pad = (top, left)``,
+    gathered into ``out`` laid out as :func:`tile_places` says: one take and at most one scatter."""
+    args = (tuple(chunk.shape), *pad, size, TILE, th, tw, channels_last)
+    xp.take(chunk.reshape(-1), constant(xp, _gather_index, *args), out=out.reshape(-1))
+    padding = constant(xp, _padding_positions, *args)
+    if padding.size:
+        out.reshape(-1)[padding] = 0
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def output_places(o: int, batch: int, oh: int, ow: int, m: int, th: int, tw: int) -> np.ndarray:
+    """For each output pixel (b, o, row, col), its place in the output transform's result laid out
+    (m, m, O, B, th, tw): ``((((p·m + q)·O + o)·B + b)·th + s)·tw + t`` with ``row = s·m + p``,
+    ``col = t·m + q``; int32, shape (B·O·oh·ow,)."""
+    b, ch, row, col = (np.arange(k).reshape([-1 if d == axis else 1 for d in range(4)])
+                       for axis, k in enumerate((batch, o, oh, ow)))  # fmt: skip
+    s, p = np.divmod(row, m)
+    t, q = np.divmod(col, m)
+    return (((((p * m + q) * o + ch) * batch + b) * th + s) * tw + t).astype(np.int32).reshape(-1)
+
+
 # --- the chunk loops ------------------------------------------------------------------------
 
 
@@ -192,17 +263,26 @@ def _channel_major(xp, x, batch: slice, g_tiles: ConvGeometry, slot: str, dtype)
     return x_pad
 
 
-def _input_transform(xp, x, batch: slice, g_tiles: ConvGeometry, th: int, tw: int, dtype):
-    """The chunk's input tiles after ``Bᵀ d B``, in this thread's scratch: -> (C, a², B·th·tw)."""
-    m, c = TILE, g_tiles.c
+def _input_transform(xp, x, batch: slice, g: ConvGeometry, th: int, tw: int, dtype, channels_last: bool = False):
+    """The chunk's input tiles after ``Bᵀ d B``, in this thread's scratch: -> (a², C, B·th·tw)
+    (a view of (C, a², B·T) on NumPy), or on CUDA with ``channels_last`` (a², B·T, C)."""
+    m, c = TILE, g.c
     a, b, t = m + 2, batch.stop - batch.start, th * tw
+    k_in = kron(xp, m, "input", dtype)  # (a², a²)
+    if xp is not np:
+        d = scratch(xp, "wino_d", (a * a, c * b * t), dtype)
+        gather_tiles(xp, x[batch].astype(dtype, copy=False), (g.pad[0], g.pad[2]), a, th, tw, d, channels_last)
+        u = xp.matmul(k_in, d, out=scratch(xp, "wino_u", (a * a, c * b * t), dtype))  # (a², a²) @ (a², C·B·T)
+        return u.reshape(a * a, b * t, c) if channels_last else u.reshape(a * a, c, b * t)
+    g_tiles, _, _ = _tiled_geometry(g)
     hp, wp = g_tiles.padded
     x_pad = _channel_major(xp, x, batch, g_tiles, "x_pad", dtype)  # (C, B, Hp, Wp)
     index = constant(xp, tile_index, wp, hp * wp, b, a, m, th, tw)  # (a²·B·T,) pixels of every tile
     d = scratch(xp, "wino_d", (c, a * a * b * t), dtype)
     take_into(xp, x_pad.reshape(c, b * hp * wp), index, out=d)  # (C, B·Hp·Wp) -> (C, a²·B·T)
     u = scratch(xp, "wino_u", (c, a * a, b * t), dtype)
-    return xp.matmul(kron(xp, m, "input", dtype), d.reshape(c, a * a, b * t), out=u)  # (a², a²) @ (C, a², B·T)
+    xp.matmul(k_in, d.reshape(c, a * a, b * t), out=u)  # (a², a²) @ (C, a², B·T) -> (C, a², B·T)
+    return u.transpose(1, 0, 2)  # -> (a², C, B·T), a view
 
 
 def _scratch_per_sample(g: ConvGeometry, g_tiles: ConvGeometry, th: int, tw: int, itemsize: int) -> int:
@@ -236,12 +316,19 @@ def winograd_forward(
 
     def run(batch):
         b = batch.stop - batch.start
-        u = _input_transform(xp, x, batch, g_tiles, th, tw, acc)  # (C, a², B·T)
+        u = _input_transform(xp, x, batch, g, th, tw, acc)  # (a², C, B·T)
         prod = scratch(xp, "wino_m", (a * a, g.o, b * t), acc)
-        xp.matmul(w_t, u.transpose(1, 0, 2), out=prod)  # (a², O, C) @ (a², C, B·T) -> (a², O, B·T)
+        xp.matmul(w_t, u, out=prod)  # (a², O, C) @ (a², C, B·T) -> (a², O, B·T)
         if bias is not None:
             ones = prod[_ALL_ONES_FREQUENCY]  # (O, B·T), a view
             add_bias(xp, ones, bias, 0, out=ones)
+        if xp is not np:  # one product, then one take straight into y
+            out = xp.matmul(
+                k_out, prod.reshape(a * a, g.o * b * t), out=scratch(xp, "wino_y", (m * m, g.o * b * t), acc)
+            )
+            places = constant(xp, output_places, g.o, b, oh, ow, m, th, tw)  # (B·O·oh·ow,)
+            xp.take(out.reshape(-1), places, out=y[batch].reshape(-1))  # (m², O, B, T) -> (B, O, oh, ow)
+            return
         out = scratch(xp, "wino_y", (g.o, m * m, b * t), acc)
         xp.matmul(k_out, prod.transpose(1, 0, 2), out=out)  # (m², a²) @ (O, a², B·T) -> (O, m², B·T)
         to_pixels = constant(xp, output_tile_index, oh, ow, b, m, th, tw)  # (B·oh·ow,) places in the tiles
@@ -266,10 +353,21 @@ def winograd_weight_gradient(
     k_out_t = kron(xp, m, "output", acc).T  # (a², m²)
     # grad_output zero-extended to whole tiles: a geometry that pads it at the bottom/right only
     g_dy = dataclasses.replace(g_tiles, c=g.o, h=oh, w=ow, pad=(0, th * m - oh, 0, tw * m - ow))
+    grad_w_t = xp.empty((a * a, g.o, g.c), dtype=acc)
+    total = ChunkSum(grad_w_t, grad_b)
 
     def run(batch):
         b = batch.stop - batch.start
-        u = _input_transform(xp, x, batch, g_tiles, th, tw, acc)  # (C, a², B·T)
+        go = grad_output[batch].astype(acc, copy=False)
+        grad_b_part = None if grad_b is None else bias_grad(go, 1, acc, out=total.into(1, batch))
+        if xp is not np:  # every operand laid out for C-contiguous products
+            u = _input_transform(xp, x, batch, g, th, tw, acc, channels_last=True)  # (a², B·T, C)
+            dy = gather_tiles(xp, go, (0, 0), m, th, tw, scratch(xp, "wino_dy", (m * m, g.o * b * t), acc))
+            dm = xp.matmul(k_out_t, dy, out=scratch(xp, "wino_m", (a * a, g.o * b * t), acc))  # (a², m²) @ (m², O·B·T)
+            part = xp.matmul(dm.reshape(a * a, g.o, b * t), u, out=total.into(0, batch))  # (a², O, B·T) @ (a², B·T, C)
+            first = batch.start == 0
+            return (None if first else part), (None if first else grad_b_part)
+        u = _input_transform(xp, x, batch, g, th, tw, acc)  # (a², C, B·T), a view
         # the input tiles' slots are free again: x_pad and wino_y take the output-gradient tiles
         go_pad = _channel_major(xp, grad_output, batch, g_dy, "x_pad", acc)  # (O, B, th·m, tw·m)
         from_pixels = constant(xp, tile_index, tw * m, th * m * tw * m, b, m, m, th, tw)  # (m²·B·T,)
@@ -278,13 +376,9 @@ def winograd_weight_gradient(
         dm = scratch(xp, "wino_m", (g.o, a * a, b * t), acc)
         xp.matmul(k_out_t, dy.reshape(g.o, m * m, b * t), out=dm)  # (a², m²) @ (O, m², B·T) -> (O, a², B·T)
         # (a², O, B·T) @ (a², B·T, C) -> (a², O, C): one GEMM per frequency over the chunk's tiles
-        partial = xp.matmul(dm.transpose(1, 0, 2), u.transpose(1, 2, 0))
-        go = grad_output[batch].astype(acc, copy=False)
-        return partial, None if grad_b is None else bias_grad(go, 1, acc)
+        return xp.matmul(dm.transpose(1, 0, 2), u.transpose(0, 2, 1)), grad_b_part
 
     per_sample = _scratch_per_sample(g, g_tiles, th, tw, acc.itemsize)
-    grad_w_t = xp.empty((a * a, g.o, g.c), dtype=acc)
-    total = ChunkSum(grad_w_t, grad_b)
     map_chunks(xp, run, batch_chunks(g.n, per_sample, limit, xp), consume=total)
     total.finish()
-    grad_w[...] = filter_gradient(xp, grad_w_t, m)  # (a², O, C) -> (O, C, 3, 3)
+    filter_gradient(xp, grad_w_t, m, out=grad_w)  # (a², O, C) -> (O, C, 3, 3)

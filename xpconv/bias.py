@@ -22,10 +22,11 @@ def add_bias(xp: ModuleType, x: Array, bias: Array, axis: int, out: Array | None
     return xp.add(x, bias.reshape(shape), out=out)  # (F,) -> (1, F, 1, ...): broadcast along every other axis
 
 
-def bias_grad(grad_output: Array, axis: int, dtype: DTypeLike) -> Array:
-    """``grad_output`` summed over every axis but ``axis``, accumulated in ``dtype``; no checks."""
+def bias_grad(grad_output: Array, axis: int, dtype: DTypeLike, out: Array | None = None) -> Array:
+    """``grad_output`` summed over every axis but ``axis``, accumulated in ``dtype`` (into ``out``
+    when given); no checks."""
     others = tuple(a for a in range(grad_output.ndim) if a != axis)
-    return grad_output.sum(axis=others, dtype=dtype)
+    return grad_output.sum(axis=others, dtype=dtype, out=out)
 
 
 def bias_add(x: Array, bias: Array, axis: int = 1, *, out: Array | None = None) -> Array:

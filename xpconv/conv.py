@@ -18,14 +18,17 @@ Winograd's transforms and chunk loops are in :mod:`xpconv._winograd`.
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
+
+import numpy as np
 
 from ._backend import device_scope
 from ._checks import as_bool, check_arrays, compute_dtype
 from ._chunking import DEFAULT_WORKSPACE_BYTES, batch_chunks, workspace_limit
 from ._geometry import ConvGeometry, conv_geometry, transposed_geometry
 from ._parallel import ChunkSum, blas_single_threaded, map_chunks
-from ._patches import col2im, im2col, pad_input
+from ._patches import col2im, gather_sum, im2col, pad_input, windows
 from ._types import Algorithm, Array, Gradients, IntPair, Padding
 from ._winograd import winograd_applies, winograd_forward, winograd_weight_gradient
 from ._workspace import scratch
@@ -172,7 +175,7 @@ def forward_pass(
     if method == "winograd":
         winograd_forward(xp, x, weight, bias, y, g, limit)
     else:
-        chunks = batch_chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=False), limit, xp)
+        chunks = batch_chunks(g.n, _per_sample(xp, g, acc.itemsize, backward=False), limit, xp)
         _gemm_forward(xp, x, weight, bias, y, g, chunks)
     return y
 
@@ -188,7 +191,11 @@ def _patch_matrices(xp, x, batch: slice, g: ConvGeometry, dtype):
 
 def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, chunks):
     """Per chunk of the batch: im2col, then one GEMM per sample and group, written into ``y``,
-    plus the bias (when not ``None``)."""
+    plus the bias (when not ``None``).  On CUDA the batch is folded into the GEMMs instead
+    (:func:`_gemm_forward_folded`)."""
+    if xp is not np:
+        _gemm_forward_folded(xp, x, weight, bias, y, g, chunks)
+        return
     oh, ow = g.out
     og, k = g.o // g.groups, g.c // g.groups * g.kh * g.kw
     w_g = weight.reshape(g.groups, og, k)  # (O, Cg, kh, kw) -> (G, Og, K)
@@ -201,6 +208,70 @@ def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, chunks):
         )  # (G, Og, K) @ (B, G, K, P) -> (B, G, Og, P), in y
         if bias is not None:
             add_bias(xp, y[batch], bias, 1, out=y[batch])
+
+    map_chunks(xp, run, chunks)
+
+
+# --- CUDA: the batch folded into the GEMMs ------------------------------------------------------
+#
+# CuPy launches a kernel per operation, and its batched matmul copies every operand that is not
+# C-contiguous and builds pointer arrays (three kernels per batch axis) for a weight broadcast
+# over the batch.  So on CUDA the patches are laid out (G, K, B·P): channels and kernel offsets
+# in the rows, the chunk's images side by side in the columns.  Each GEMM then covers the whole
+# chunk: the forward is one product (G, Og, K) @ (G, K, B·P); the weight gradient is one product
+# (G, Og, B·P) @ (G, B·P, K), its sum over the batch done by the GEMM, with no per-sample
+# partials; the input gradient is one product and one gather.  With one group these are 2-D
+# products, whose transposed operands cuBLAS reads in place.
+
+
+def _folded_patches(xp, x, batch: slice, g: ConvGeometry, dtype):
+    """The chunk's patches with the images side by side, in scratch: -> (G, Cg·kh·kw, B·oh·ow).
+    One copy of the padded chunk's windows (which also casts a float16 input to ``dtype``)."""
+    b = batch.stop - batch.start
+    oh, ow = g.out
+    x_pad = pad_input(xp, x[batch], g, out=scratch(xp, "x_pad", (b, g.c, *g.padded), x.dtype))
+    cols = scratch(xp, "cols", (g.c, g.kh, g.kw, b, oh, ow), dtype)
+    cols[...] = windows(xp, x_pad, g).transpose(1, 2, 3, 0, 4, 5)  # (B, C, kh, kw, oh, ow) -> (C, kh, kw, B, oh, ow)
+    return cols.reshape(g.groups, g.c // g.groups * g.kh * g.kw, b * oh * ow)  # -> (G, K, B·P)
+
+
+def _folded_scratch_per_sample(g: ConvGeometry, itemsize: int, backward: bool) -> int:
+    """Bytes of scratch one sample needs on CUDA: its padded copy, patches and output-sized
+    product; in the backward also the output gradient's copy, the patch gradient (one zero
+    offset more) and the gathered contributions of every padded pixel (``M`` each)."""
+    oh, ow = g.out
+    padded = g.c * g.padded[0] * g.padded[1]
+    patches = g.c * g.kh * g.kw * oh * ow
+    if not backward:
+        return (padded + patches + g.o * oh * ow) * itemsize
+    # the most windows reading one padded pixel (M of gather_sum): offsets i with i·d ≡ y (mod s)
+    m = math.prod(-(-k // (s // math.gcd(s, d))) for k, s, d in zip((g.kh, g.kw), g.stride, g.dilation, strict=True))
+    return (2 * padded + 2 * patches + g.c * oh * ow + g.o * oh * ow + m * padded) * itemsize
+
+
+def _per_sample(xp: ModuleType, g: ConvGeometry, itemsize: int, backward: bool) -> int:
+    """Scratch bytes per sample of the im2col path on ``xp``'s device."""
+    if xp is np:
+        return _scratch_per_sample(g, itemsize, backward)
+    return _folded_scratch_per_sample(g, itemsize, backward)
+
+
+def _gemm_forward_folded(xp, x, weight, bias, y, g: ConvGeometry, chunks):
+    """CUDA, per chunk: the patches (G, K, B·P), one product with the weight, and its transpose
+    into ``y`` with the bias: five kernels with padding, whatever the batch."""
+    oh, ow = g.out
+    og, k = g.o // g.groups, g.c // g.groups * g.kh * g.kw
+    w_g = weight.reshape(g.groups, og, k)  # (O, Cg, kh, kw) -> (G, Og, K)
+
+    def run(batch):
+        b = batch.stop - batch.start
+        cols = _folded_patches(xp, x, batch, g, y.dtype)
+        prod = xp.matmul(w_g, cols, out=scratch(xp, "prod", (g.groups, og, b * oh * ow), y.dtype))  # -> (G, Og, B·P)
+        out = prod.reshape(g.o, b, oh, ow).transpose(1, 0, 2, 3)  # (G, Og, B·P) -> (O, B, oh, ow) -> (B, O, oh, ow)
+        if bias is None:
+            y[batch] = out
+        else:
+            add_bias(xp, out, bias, 1, out=y[batch])
 
     map_chunks(xp, run, chunks)
 
@@ -247,7 +318,7 @@ def conv2d_backward(
             grad_x = xp.empty(x.shape, dtype=acc)
             grad_w = xp.empty(weight.shape, dtype=acc)  # written by the chunks' sum
             grad_b = xp.empty(g.o, dtype=acc) if with_bias else None
-            chunks = batch_chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), limit, xp)
+            chunks = batch_chunks(g.n, _per_sample(xp, g, acc.itemsize, backward=True), limit, xp)
             _gemm_backward(xp, grad_output, x, w, grad_x, grad_w, grad_b, g, chunks)
         else:
             grad_w, grad_b = weight_gradient(xp, grad_output, x, g, limit, method, with_bias)
@@ -281,10 +352,10 @@ def input_gradient(
         if method == "winograd":
             winograd_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, limit)
         else:
-            chunks = batch_chunks(g.n, _scratch_per_sample(g_t, acc.itemsize, backward=False), limit, xp)
+            chunks = batch_chunks(g.n, _per_sample(xp, g_t, acc.itemsize, backward=False), limit, xp)
             _gemm_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, chunks)
     else:
-        chunks = batch_chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), limit, xp)
+        chunks = batch_chunks(g.n, _per_sample(xp, g, acc.itemsize, backward=True), limit, xp)
         _gemm_backward(xp, grad_output, None, w, grad_x, None, None, g, chunks)
     return grad_x
 
@@ -301,7 +372,7 @@ def weight_gradient(
     if method == "winograd":
         winograd_weight_gradient(xp, grad_output, x, grad_w, grad_b, g, limit)
     else:
-        chunks = batch_chunks(g.n, _scratch_per_sample(g, acc.itemsize, backward=True), limit, xp)
+        chunks = batch_chunks(g.n, _per_sample(xp, g, acc.itemsize, backward=True), limit, xp)
         _gemm_backward(xp, grad_output, x, None, None, grad_w, grad_b, g, chunks)
     return grad_w, grad_b
 
@@ -320,7 +391,11 @@ def _gemm_backward(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGe
     """Per chunk: patches again, the chunk's ``go · colsᵀ`` and bias gradient (summed into
     ``grad_w`` and ``grad_b`` in chunk order, whatever they held, unless ``grad_w`` is ``None``), and unless ``grad_x``
     is ``None``, ``grad_cols = wᵀ · go`` and col2im into it.  ``weight`` is needed only for
-    ``grad_x``, ``x`` only for ``grad_w``."""
+    ``grad_x``, ``x`` only for ``grad_w``.  On CUDA the batch is folded into the GEMMs
+    (:func:`_gemm_backward_folded`)."""
+    if xp is not np:
+        _gemm_backward_folded(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g, chunks)
+        return
     acc = grad_x.dtype if grad_w is None else grad_w.dtype
     oh, ow = g.out
     og, k = g.o // g.groups, g.c // g.groups * g.kh * g.kw
@@ -349,3 +424,56 @@ def _gemm_backward(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGe
     total = ChunkSum(grad_w.reshape(g.groups, og, k), grad_b)  # (O, Cg, kh, kw) -> (G, Og, K), a view
     map_chunks(xp, run, chunks, consume=total)
     total.finish()
+
+
+def _gemm_backward_folded(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGeometry, chunks):
+    """CUDA, per chunk: ``go`` laid out (G, Og, B·P); the weight gradient as one product with the
+    patches (the batch summed by the GEMM) and the bias gradient as one sum, written in place by
+    the first chunk; the input gradient as one product ``wᵀ · go`` into the patch gradient, laid
+    out per channel (kh·kw + 1, B, oh, ow) with a last offset of zeros from a zero row in the
+    weight, then :func:`gather_sum` and one copy into ``grad_x``.  Arguments as for :func:`_gemm_backward`."""
+    acc = grad_x.dtype if grad_w is None else grad_w.dtype
+    (oh, ow), k = g.out, g.kh * g.kw
+    og, cg = g.o // g.groups, g.c // g.groups
+    if grad_x is not None:
+        w_t = xp.zeros((g.groups, cg, k + 1, og), dtype=acc)  # offset k: zeros, the gather's zero
+        w_t[:, :, :k] = weight.reshape(g.groups, og, cg, k).transpose(0, 2, 3, 1)  # (G, Og, Cg, K) -> (G, Cg, K, Og)
+        w_t = w_t.reshape(g.groups, cg * (k + 1), og)  # (G, Cg, K + 1, Og) -> (G, Cg·(K + 1), Og)
+    total = ChunkSum(None if grad_w is None else grad_w.reshape(g.groups, og, cg * k), grad_b)  # (G, Og, Cg·K), a view
+
+    def run(batch):
+        b = batch.stop - batch.start
+        go = scratch(xp, "go", (g.groups, og, b * oh * ow), acc)
+        go.reshape(g.o, b, oh * ow)[...] = (
+            grad_output[batch].reshape(b, g.o, oh * ow).transpose(1, 0, 2)
+        )  # (B, O, P) -> (O, B, P)
+        if grad_x is not None:
+            grad_cols = xp.matmul(w_t, go, out=scratch(xp, "grad_cols", (g.groups, cg * (k + 1), b * oh * ow), acc))
+            rows = grad_cols.reshape(g.c, (k + 1) * b * oh * ow)  # (G, Cg·(K + 1), B·P) -> (C, (K + 1)·B·P)
+            sums = gather_sum(xp, rows, g, b)  # (C, B, Hp, Wp)
+            top, _, left, _ = g.pad
+            grad_x[batch] = sums[:, :, top : top + g.h, left : left + g.w].transpose(1, 0, 2, 3)  # -> (B, C, H, W)
+        if grad_w is None:
+            return None
+        cols = _folded_patches(xp, x, batch, g, acc)  # (G, Cg·K, B·P)
+        partial_w = _product_nt(xp, go, cols, out=total.into(0, batch))  # (G, Og, B·P) @ (G, B·P, Cg·K)
+        partial_b = None if grad_b is None else bias_grad(grad_output[batch], 1, acc, out=total.into(1, batch))
+        return (None if batch.start == 0 else partial_w), (None if batch.start == 0 else partial_b)
+
+    map_chunks(xp, run, chunks, consume=None if grad_w is None else total)
+    if grad_w is not None:
+        total.finish()
+
+
+def _product_nt(xp, a, b, out=None):
+    """``a @ bᵀ`` per group: (G, M, L), (G, N, L) -> (G, M, N), into ``out`` when given.  With one
+    group a 2-D product, whose transposed operand cuBLAS reads in place; with more, CuPy's batched
+    product would copy the transposed operand, so the product is taken transposed, ``b @ aᵀ``,
+    copying ``a`` (the output gradient's side, the smaller) rather than the patches."""
+    if a.shape[0] == 1:
+        return xp.matmul(a[0], b[0].T, out=None if out is None else out[0])[None]  # (M, L) @ (L, N) -> (1, M, N)
+    product_t = xp.matmul(b, xp.ascontiguousarray(a.transpose(0, 2, 1)))  # (G, N, L) @ (G, L, M) -> (G, N, M)
+    if out is None:
+        return product_t.transpose(0, 2, 1)
+    out[...] = product_t.transpose(0, 2, 1)
+    return out

@@ -43,9 +43,10 @@ def dense(x: Array, weight: Array, bias: Array | None = None) -> Array:
     acc = compute_dtype(dtype)
     with device_scope(x):
         y = xp.matmul(x.astype(acc, copy=False), weight.astype(acc, copy=False).T)  # (N, in) @ (in, out) -> (N, out)
-        if bias is not None:
-            add_bias(xp, y, bias.astype(acc, copy=False), 1, out=y)
-        return y.astype(dtype, copy=False)
+        if bias is None:
+            return y.astype(dtype, copy=False)
+        # the sum in the compute dtype, rounded into the output (float16: one kernel, not two)
+        return add_bias(xp, y, bias, 1, out=y if dtype == acc else xp.empty(y.shape, dtype=dtype))
 
 
 def dense_backward(grad_output: Array, x: Array, weight: Array, *, with_bias: bool = True) -> Gradients:
