@@ -36,6 +36,7 @@ import json
 import math
 import threading
 import types
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -51,13 +52,50 @@ counters = {
     "bytes_written": 0,
     "bytes_allocated": 0,
     "gemm_flops": 0,
+    "peak_bytes": 0,
 }
 _local = threading.local()
+_live = {"bytes": 0, "owners": set()}  # device memory held by live arrays, and the ids of its owners
+_live_lock = threading.Lock()
 
 
 def reset_counters() -> None:
+    """Zero every counter; ``peak_bytes`` starts again from the memory held now."""
     for key in counters:
         counters[key] = 0
+    counters["peak_bytes"] = _live["bytes"]
+
+
+def live_bytes() -> int:
+    """Device bytes held by live arrays (scratch, results, constants): what CuPy's pool could not
+    reuse now.  ``counters["peak_bytes"]`` is its largest value since :func:`reset_counters`."""
+    return _live["bytes"]
+
+
+def _hold(data: np.ndarray) -> None:
+    """Count the memory under ``data`` as held until the array that owns it is collected."""
+    owner = data
+    while owner.base is not None:
+        base = owner.base
+        if not isinstance(base, np.ndarray):  # as_strided's views keep their source under a wrapper
+            base = getattr(base, "base", None)
+            if not isinstance(base, np.ndarray):
+                break
+        owner = base
+    key = id(owner)
+    with _live_lock:
+        if key in _live["owners"]:
+            return
+        _live["owners"].add(key)
+        _live["bytes"] += owner.nbytes
+        counters["peak_bytes"] = max(counters["peak_bytes"], _live["bytes"])
+    weakref.finalize(owner, _release, key, owner.nbytes)
+
+
+def _release(key: int, nbytes: int) -> None:
+    with _live_lock:
+        _live["owners"].discard(key)
+        _live["bytes"] -= nbytes
 
 
 def current_device() -> int:
@@ -360,12 +398,14 @@ class ndarray:  # CuPy's name
     def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
         self._data = np.empty(shape, dtype=dtype, order=order)
         self._device = current_device()
+        _hold(self._data)
 
     @classmethod
     def _from_data(cls, data: np.ndarray, device: int) -> ndarray:
         obj = cls.__new__(cls)
         obj._data = data
         obj._device = device
+        _hold(data)
         return obj
 
     # what NumPy must not be able to do with a device array

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import xpconv
+from xpconv._chunking import workspace_limit
 from xpconv.conv import winograd_applies
 from xpconv.tools.cli import main
 
@@ -306,3 +307,32 @@ def test_cuda_workspace_is_a_quarter_of_free_memory(fake_cupy_module):
     assert workspace_limit(None, x) == MAX_DEVICE_WORKSPACE_BYTES
     assert workspace_limit(3000, x) == 3000  # an explicit bound still holds
     assert workspace_limit(None, np.zeros(1)) == DEFAULT_WORKSPACE_BYTES
+
+
+@pytest.mark.parametrize("workspace", [None, 24 * 2**20])
+def test_device_memory_stays_within_workspace_and_outputs(fake_cupy_module, workspace):
+    """The device memory a call holds at once beyond its inputs — the stand-in's peak of live
+    arrays — is at most the workspace plus the outputs, on every bench convolution by both
+    algorithms (batch 16: with 24 MiB the larger shapes run in several chunks)."""
+    from xpconv.tools.bench import CONV_SHAPES, conv_inputs
+
+    for name in ("mnist", "cifar", "resnet", "stride2", "depthwise", "pointwise", "stride2-deep"):
+        shape = CONV_SHAPES[name]
+        x, w, b, go = conv_inputs(shape, "cuda", "float32", n=16)
+        limit = workspace_limit(workspace, x)
+        algorithms = ["im2col", "winograd"] if winograd_applies(shape.geometry(16)) else ["im2col"]
+        for algorithm in algorithms:
+            kw = dict(shape.kwargs, workspace_bytes=workspace, algorithm=algorithm)
+            calls = [
+                functools.partial(xpconv.conv2d, x, w, b, **kw),
+                functools.partial(xpconv.conv2d_backward, go, x, w, **kw),
+            ]
+            for call in calls:
+                call()  # device constants are made on first use
+                before = fake_cupy.live_bytes()
+                fake_cupy.reset_counters()
+                result = call()
+                outputs = sum(a.nbytes for a in (result if isinstance(result, tuple) else (result,)) if a is not None)
+                held = fake_cupy.counters["peak_bytes"] - before
+                assert held <= limit + outputs, (name, algorithm, held, limit, outputs)
+                del result

@@ -134,3 +134,46 @@ def test_snapshot_matches_installed_cupy():
         pytest.skip(f"snapshot is of CuPy {fake_cupy.VERSION}, installed is {installed['version']}")
     for part, names in installed["names"].items():
         assert set(names) == fake_cupy.NAMES[part], part
+
+
+def _count(call):
+    fake_cupy.reset_counters()
+    call()
+    return fake_cupy.counters["launches"]
+
+
+def test_counts_launches_as_cupy_launches_them(fake_cupy_module):
+    """Every operation that computes or copies is a kernel; views and ``empty`` are none; and
+    around a matmul, what CuPy 14's ``_routines_linalg.matmul`` launches itself."""
+    cp = fake_cupy_module
+    a = cp.asarray(np.arange(24.0).reshape(2, 3, 4))
+    assert _count(lambda: (a.T, a[0], a.reshape(6, 4), cp.empty(5))) == 0
+    assert _count(lambda: (a + 1, cp.zeros(3), a.sum(axis=0), a.astype(np.float32))) == 4
+    m, v = cp.asarray(np.ones((4, 5))), cp.asarray(np.ones((3, 4)))
+    assert _count(lambda: cp.matmul(v, m)) == 1
+    assert _count(lambda: cp.matmul(m.T, v.T)) == 1  # 2-D: cuBLAS reads a transpose in place
+    strided_a, strided_b = cp.asarray(np.ones((3, 8)))[:, ::2], cp.asarray(np.ones((4, 10)))[:, ::2]
+    assert _count(lambda: cp.matmul(strided_a, strided_b)) == 3  # neither C- nor F-contiguous: copies
+    assert _count(lambda: cp.matmul(v, m, out=cp.empty((5, 3)).T)) == 2  # a temporary, then a copy
+    b, w = cp.asarray(np.ones((2, 4, 5))), cp.asarray(np.ones((2, 3, 4)))
+    assert _count(lambda: cp.matmul(w, b)) == 1
+    assert _count(lambda: cp.matmul(w, b.transpose(0, 2, 1).transpose(0, 2, 1).copy())) == 2  # the copy itself
+    assert _count(lambda: cp.matmul(b.transpose(0, 2, 1), w.transpose(0, 2, 1))) == 3  # batched: each copied
+    assert _count(lambda: cp.matmul(v, b)) == 1 + 3  # broadcast over the batch: pointer arrays for a, b, c
+    half = cp.asarray(np.ones((2, 3, 4), dtype=np.float16))
+    assert _count(lambda: cp.matmul(half, half.transpose(0, 2, 1).copy())) == 1 + 2 + 1 + 1  # casts in and out
+
+
+def test_peak_bytes_follows_live_arrays(fake_cupy_module):
+    cp = fake_cupy_module
+    fake_cupy.reset_counters()
+    start = fake_cupy.live_bytes()
+    a = cp.empty(1000, dtype=np.float64)
+    view = a[::2].reshape(25, 20)
+    del a
+    assert fake_cupy.live_bytes() == start + 8000  # the view keeps its memory
+    del view
+    b = cp.zeros(500, dtype=np.float64)
+    assert fake_cupy.live_bytes() == start + 4000 and fake_cupy.counters["peak_bytes"] == start + 8000
+    del b
+    assert fake_cupy.live_bytes() == start

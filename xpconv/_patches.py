@@ -108,7 +108,26 @@ def _col2im_by_gather(xp: ModuleType, cols: Array, g: ConvGeometry) -> Array:
     return gather_sum(xp, rows, g, 1).reshape(b, g.c, *g.padded)  # (B·C, 1, Hp, Wp) -> (B, C, Hp, Wp)
 
 
-def gather_sum(xp: ModuleType, rows: Array, g: ConvGeometry, batch: int) -> Array:
+def col2im_shared(xp: ModuleType, values: Array, g: ConvGeometry, out: Array | None = None) -> Array:
+    """:func:`col2im` of patches that hold one value per window at every kernel offset (an
+    average pooling's gradient): (B, C, oh, ow) -> (B, C, H, W).  On CuPy each pixel gathers from
+    the values themselves rather than from ``kh·kw`` copies of them; on NumPy it is :func:`col2im`
+    of the broadcast view (``out`` as there)."""
+    b = values.shape[0]
+    oh, ow = g.out
+    if xp is np:
+        return col2im(xp, np.broadcast_to(values[:, :, None, None], (b, g.c, g.kh, g.kw, oh, ow)), g, out=out)
+    rows = xp.empty((b * g.c, oh * ow + 1), dtype=values.dtype)
+    rows[:, : oh * ow] = values.reshape(b * g.c, oh * ow)  # (B, C, oh, ow) -> (B·C, P)
+    rows[:, oh * ow] = 0  # the zero
+    x_pad = gather_sum(xp, rows, g, 1, per_offset=False).reshape(
+        b, g.c, *g.padded
+    )  # (B·C, 1, Hp, Wp) -> (B, C, Hp, Wp)
+    top, _, left, _ = g.pad
+    return x_pad[:, :, top : top + g.h, left : left + g.w]
+
+
+def gather_sum(xp: ModuleType, rows: Array, g: ConvGeometry, batch: int, per_offset: bool = True) -> Array:
     """The adjoint of patch extraction by gathering: each row holds one channel's patches of
     ``batch`` images laid out ``(kh, kw, batch, oh, ow)`` followed by at least one zero; each padded
     pixel gathers the places that read it, in a fixed order (deterministic, no atomic adds), and
@@ -122,7 +141,8 @@ def gather_sum(xp: ModuleType, rows: Array, g: ConvGeometry, batch: int) -> Arra
     sh = g.stride[0]
     sums = xp.empty((rows.shape[0], batch, hp, wp), dtype=rows.dtype)
     for phase in range(min(sh, hp)):
-        index = constant(xp, _gather_index, g.padded, (g.kh, g.kw), g.out, g.stride, g.dilation, batch, phase)
+        args = (g.padded, (g.kh, g.kw), g.out, g.stride, g.dilation, batch, phase, per_offset)
+        index = constant(xp, _gather_index, *args)
         n = len(range(phase, hp, sh))
         m = index.shape[0] // (batch * n * wp)
         gathered = xp.take(rows, index, axis=1).reshape(rows.shape[0], batch, n, wp, m)  # (R, batch, Hp/s, Wp, M)
@@ -131,12 +151,14 @@ def gather_sum(xp: ModuleType, rows: Array, g: ConvGeometry, batch: int) -> Arra
 
 
 @functools.lru_cache(maxsize=64)
-def _gather_index(padded, kernel, out, stride, dilation, batch, phase) -> np.ndarray:
+def _gather_index(padded, kernel, out, stride, dilation, batch, phase, per_offset) -> np.ndarray:
     """For each image ``b`` of ``batch`` and padded pixel ``(y, x)`` with ``y ≡ phase`` (mod the
     vertical stride), the places ``((i·kw + j)·batch + b)·oh·ow + p·ow + q`` in a row of patches
     laid out (kh, kw, batch, oh, ow) of the windows that read it (``p·sh + i·dh = y``,
     ``q·sw + j·dw = x``), in row-major order, padded to the most any such pixel has with the place
-    ``K·batch·P`` of the zero after the patches: (batch·rows·Wp·M,)."""
+    ``K·batch·P`` of the zero after the patches: (batch·rows·Wp·M,).  Without ``per_offset`` the
+    row holds one value per window for every offset: the places are ``b·oh·ow + p·ow + q`` and
+    the zero's ``batch·P``."""
     (kh, kw), (oh, ow) = kernel, out
     per_axis = []
     for size, k, n, s, d in zip(padded, kernel, out, stride, dilation, strict=True):
@@ -145,12 +167,17 @@ def _gather_index(padded, kernel, out, stride, dilation, batch, phase) -> np.nda
         per_axis.append(readers)
     rows, columns = per_axis
     rows = rows[phase :: stride[0]]
-    zero = kh * kw * batch * oh * ow
+    offsets = kh * kw if per_offset else 1
+    zero = offsets * batch * oh * ow
     m = max(1, max(map(len, rows)) * max(map(len, columns)))
     one = np.full((len(rows), padded[1], m), zero, dtype=np.intp)  # image 0
     for y, row_readers in enumerate(rows):
         for x, column_readers in enumerate(columns):
-            places = [(i * kw + j) * batch * oh * ow + p * ow + q for i, p in row_readers for j, q in column_readers]
+            places = [
+                ((i * kw + j) % offsets) * batch * oh * ow + p * ow + q
+                for i, p in row_readers
+                for j, q in column_readers
+            ]
             one[y, x, : len(places)] = places
     shift = np.arange(batch).reshape(batch, 1, 1, 1) * oh * ow * (one < zero)  # the zero stays where it is
     return (one[None] + shift).reshape(-1)  # (batch, rows, Wp, M) -> (batch·rows·Wp·M,)

@@ -35,7 +35,7 @@ from ._chunking import batch_chunks, workspace_limit
 from ._constants import constant
 from ._geometry import ConvGeometry, pool_geometry
 from ._parallel import map_chunks
-from ._patches import col2im, pad_input, windows
+from ._patches import col2im, col2im_shared, pad_input, windows
 from ._types import Array, IntPair
 from ._workspace import scratch
 
@@ -237,8 +237,8 @@ def avg_pool2d_backward(
         def run(batch):
             b = batch.stop - batch.start
             share = xp.divide(grad_output[batch].astype(acc, copy=False), divisor)  # (B, C, oh, ow)
-            grad_cols = xp.broadcast_to(share[:, :, None, None], (b, g.c, g.kh, g.kw, oh, ow))  # a view
-            grad_x[batch] = col2im(xp, grad_cols, g, out=scratch(xp, "grad_x_pad", (b, g.c, *g.padded), acc))
+            padded = scratch(xp, "grad_x_pad", (b, g.c, *g.padded), acc)
+            grad_x[batch] = col2im_shared(xp, share, g, out=padded)  # every offset of a window gets its share
 
         map_chunks(xp, run, batch_chunks(g.n, _scratch_per_sample(g, acc, backward=True), limit, xp))
         return grad_x.astype(dtype, copy=False)
