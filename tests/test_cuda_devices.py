@@ -263,7 +263,7 @@ CONV_BUDGET = {np.float16: (12, 24), np.float32: (8, 16), np.float64: (8, 16)}
 def test_conv_dense_and_bias_launch_budgets(fake_cupy_module, dtype):
     """On CUDA the batch runs as one chunk (the default workspace is a quarter of the device's
     free memory), so a convolution launches the same few kernels for 1 image as for many (512
-    for mnist; 16 for the larger shapes, to keep the stand-in's host arithmetic short), on every
+    for mnist; 8 for the larger shapes, to keep the stand-in's host arithmetic short), on every
     bench shape and by both algorithms: at most 8 forward and 16 backward (float16: the casts
     above); dense at most 4 each way; bias at most 2.  The stand-in counts what CuPy launches
     around a matmul too (copies of non-contiguous operands, pointer arrays, casts)."""
@@ -275,7 +275,7 @@ def test_conv_dense_and_bias_launch_budgets(fake_cupy_module, dtype):
         algorithms = ["im2col", "winograd"] if winograd_applies(shape.geometry()) else ["im2col"]
         for algorithm in algorithms:
             counts = set()
-            for n in (1, 512 if name == "mnist" else 16):
+            for n in (1, 512 if name == "mnist" else 8):
                 inputs = conv_inputs(shape, "cuda", np.dtype(dtype).name, n=n)
                 forward, backward, _ = (conv_op(op, shape, *inputs, algorithm=algorithm) for op in shape.ops)
                 forward(), backward()  # device constants are copied on first use
