@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from xpconv import _constants
+
 import fake_cupy
 
 # Reproducible property tests in CI; run with --hypothesis-profile=dev for fresh examples.
@@ -27,6 +29,7 @@ def fake_cupy_module(monkeypatch):
     yield mod
     fake_cupy.set_devices(2)
     fake_cupy.set_driver(12080)
+    _constants.reset()  # the stand-in's arrays leave with it (and its memory counts start afresh)
 
 
 @pytest.fixture

@@ -336,3 +336,22 @@ def test_device_memory_stays_within_workspace_and_outputs(fake_cupy_module, work
                 held = fake_cupy.counters["peak_bytes"] - before
                 assert held <= limit + outputs, (name, algorithm, held, limit, outputs)
                 del result
+
+
+def test_device_constants_are_copied_once_and_bounded(fake_cupy_module, monkeypatch):
+    """A constant is copied to each device once; past the byte bound the cache starts again."""
+    import functools as ft
+
+    from xpconv import _constants
+
+    @ft.cache
+    def ramp(n):
+        return np.arange(n, dtype=np.float64)
+
+    first = _constants.constant(fake_cupy_module, ramp, 100)
+    assert _constants.constant(fake_cupy_module, ramp, 100) is first  # kept, not copied again
+    with fake_cupy.Device(1):
+        assert _constants.constant(fake_cupy_module, ramp, 100) is not first  # one copy per device
+    monkeypatch.setattr(_constants, "MAX_DEVICE_CONSTANT_BYTES", 2000)
+    _constants.constant(fake_cupy_module, ramp, 200)  # 1,600 bytes more than the bound allows
+    assert _constants.constant(fake_cupy_module, ramp, 100) is not first  # the cache started again

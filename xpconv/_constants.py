@@ -14,7 +14,11 @@ import numpy as np
 
 from ._types import Array
 
-MAX_DEVICE_CONSTANTS = 256  # many geometries over a long run: start again past this many
+# Many geometries and batch sizes over a long run: start again past this many constants, or past
+# this many bytes (Winograd's gather indices are as large as the tiles they gather: 58 MB for the
+# resnet bench shape at batch 32), so that the cache never holds much of a GPU's memory.
+MAX_DEVICE_CONSTANTS = 256
+MAX_DEVICE_CONSTANT_BYTES = 2 * 2**30
 
 _device_constants: dict[tuple[Any, ...], Array] = {}
 
@@ -30,7 +34,13 @@ def constant(xp: ModuleType, build: Callable[..., np.ndarray], *args: Any) -> Ar
     key = (build.__name__, args, xp.cuda.Device().id)
     array = _device_constants.get(key)
     if array is None:
-        if len(_device_constants) >= MAX_DEVICE_CONSTANTS:
+        held = sum(a.nbytes for a in _device_constants.values())
+        if len(_device_constants) >= MAX_DEVICE_CONSTANTS or held + host.nbytes > MAX_DEVICE_CONSTANT_BYTES:
             _device_constants.clear()
         array = _device_constants[key] = xp.asarray(host)
     return array
+
+
+def reset() -> None:
+    """Forget every device constant (they are copied again on next use)."""
+    _device_constants.clear()
