@@ -190,7 +190,8 @@ def tile_places(
     places = np.broadcast_to(np.where(inside, ((b * c + ch) * h + row) * w + col, -1), (size, size, c, n, th, tw))
     if channels_last:
         places = places.transpose(0, 1, 3, 4, 5, 2)  # (i, j, C, B, th, tw) -> (i, j, B, th, tw, C)
-    return np.ascontiguousarray(places, dtype=np.int32 if n * c * h * w < 2**31 else np.intp).reshape(-1)
+    small = n * c * h * w < 2**31  # int32 indices where they reach every place
+    return np.ascontiguousarray(places, dtype=np.int32 if small else np.intp).reshape(-1)  # -> (a²·C·B·T,)
 
 
 def _gather_index(*args) -> np.ndarray:
@@ -216,10 +217,11 @@ def gather_tiles(
     """CUDA: the ``size × size`` tiles of a (B, C, H, W) chunk, zero-padded by ``pad = (top, left)``,
     gathered into ``out`` laid out as :func:`tile_places` says: one take and at most one scatter."""
     args = (tuple(chunk.shape), *pad, size, TILE, th, tw, channels_last)
-    xp.take(chunk.reshape(-1), constant(xp, _gather_index, *args), out=out.reshape(-1))
+    flat = out.reshape(-1)  # any layout -> (tiles·pixels,), a view
+    xp.take(chunk.reshape(-1), constant(xp, _gather_index, *args), out=flat)  # (B, C, H, W) -> (B·C·H·W,)
     padding = constant(xp, _padding_positions, *args)
     if padding.size:
-        out.reshape(-1)[padding] = 0
+        flat[padding] = 0
     return out
 
 
@@ -227,12 +229,14 @@ def gather_tiles(
 def output_places(o: int, batch: int, oh: int, ow: int, m: int, th: int, tw: int) -> np.ndarray:
     """For each output pixel (b, o, row, col), its place in the output transform's result laid out
     (m, m, O, B, th, tw): ``((((p·m + q)·O + o)·B + b)·th + s)·tw + t`` with ``row = s·m + p``,
-    ``col = t·m + q``; int32, shape (B·O·oh·ow,)."""
+    ``col = t·m + q``; int32 where that reaches, shape (B·O·oh·ow,)."""
     b, ch, row, col = (np.arange(k).reshape([-1 if d == axis else 1 for d in range(4)])
                        for axis, k in enumerate((batch, o, oh, ow)))  # fmt: skip
     s, p = np.divmod(row, m)
     t, q = np.divmod(col, m)
-    return (((((p * m + q) * o + ch) * batch + b) * th + s) * tw + t).astype(np.int32).reshape(-1)
+    places = ((((p * m + q) * o + ch) * batch + b) * th + s) * tw + t  # (B, O, oh, ow)
+    small = m * m * o * batch * th * tw < 2**31  # int32 indices where they reach every place
+    return places.astype(np.int32 if small else np.intp).reshape(-1)  # (B, O, oh, ow) -> (B·O·oh·ow,)
 
 
 # --- the chunk loops ------------------------------------------------------------------------
@@ -273,6 +277,7 @@ def _input_transform(xp, x, batch: slice, g: ConvGeometry, th: int, tw: int, dty
         d = scratch(xp, "wino_d", (a * a, c * b * t), dtype)
         gather_tiles(xp, x[batch].astype(dtype, copy=False), (g.pad[0], g.pad[2]), a, th, tw, d, channels_last)
         u = xp.matmul(k_in, d, out=scratch(xp, "wino_u", (a * a, c * b * t), dtype))  # (a², a²) @ (a², C·B·T)
+        # (a², C·B·T) -> (a², B·T, C) or (a², C, B·T), as gathered
         return u.reshape(a * a, b * t, c) if channels_last else u.reshape(a * a, c, b * t)
     g_tiles, _, _ = _tiled_geometry(g)
     hp, wp = g_tiles.padded
@@ -325,7 +330,7 @@ def winograd_forward(
         if xp is not np:  # one product, then one take straight into y
             out = xp.matmul(
                 k_out, prod.reshape(a * a, g.o * b * t), out=scratch(xp, "wino_y", (m * m, g.o * b * t), acc)
-            )
+            )  # (m², a²) @ (a², O·B·T): prod (a², O, B·T) flattened -> (m², O·B·T)
             places = constant(xp, output_places, g.o, b, oh, ow, m, th, tw)  # (B·O·oh·ow,)
             xp.take(out.reshape(-1), places, out=y[batch].reshape(-1))  # (m², O, B, T) -> (B, O, oh, ow)
             return

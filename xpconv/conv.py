@@ -464,6 +464,7 @@ def _gemm_backward_folded(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g:
         if grad_x is not None:
             grad_cols = xp.matmul(w_t, go, out=scratch(xp, "grad_cols", (g.groups, cg * (k + zero), b * oh * ow), acc))
             if xp is np:
+                # (G, Cg·K, B·P) -> (C, kh, kw, B, oh, ow) -> (B, C, kh, kw, oh, ow), a view
                 cols6 = grad_cols.reshape(g.c, g.kh, g.kw, b, oh, ow).transpose(3, 0, 1, 2, 4, 5)
                 grad_x[batch] = col2im(xp, cols6, g, out=scratch(xp, "grad_x_pad", (b, g.c, *g.padded), acc))
             else:
