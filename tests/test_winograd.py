@@ -41,6 +41,17 @@ def test_winograd_matches_oracle_chunked(rng, cfg):
     check_against_oracle(rng, cfg, np.float64, algorithm="winograd", workspace_bytes=1)
 
 
+@pytest.mark.parametrize("workspace", [None, 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cfg", WINOGRAD_CONFIGS)
+def test_winograd_device_strategy_matches_oracle(fake_cupy_module, rng, cfg, dtype, workspace):
+    """The CUDA strategy (tiles gathered from the unpadded batch by one take and a zero scatter,
+    frequency-major GEMMs, the output taken straight into place) run on the stand-in's NumPy
+    data, against the oracle."""
+    to = lambda a: None if a is None else xpconv.to_device(a, "cuda")  # noqa: E731
+    check_against_oracle(rng, cfg, dtype, to=to, algorithm="winograd", workspace_bytes=workspace)
+
+
 @pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
 @pytest.mark.parametrize("cfg", WINOGRAD_CONFIGS[1::3])
 def test_finite_differences_per_algorithm(rng, cfg, algorithm):
