@@ -24,16 +24,17 @@ _device_constants: dict[tuple[Any, ...], Array] = {}
 
 
 def constant(xp: ModuleType, build: Callable[..., np.ndarray], *args: Any) -> Array:
-    """The host array ``build(*args)`` (a cached builder) as an ``xp`` array on the current device.
+    """The host array ``build(*args)`` as an ``xp`` array on the current device.
 
-    On CuPy each constant is copied to a device once and kept, rather than copied again for
-    every call or chunk."""
-    host = build(*args)
+    On NumPy ``build`` runs on every call, so it must be a cached builder.  On CuPy each constant
+    is built and copied to a device once and kept, rather than built or copied again for every
+    call or chunk."""
     if xp is np:
-        return host
-    key = (build.__name__, args, xp.cuda.Device().id)
+        return build(*args)
+    key = (build.__module__, build.__qualname__, args, xp.cuda.Device().id)
     array = _device_constants.get(key)
     if array is None:
+        host = build(*args)
         held = sum(a.nbytes for a in _device_constants.values())
         if len(_device_constants) >= MAX_DEVICE_CONSTANTS or held + host.nbytes > MAX_DEVICE_CONSTANT_BYTES:
             _device_constants.clear()

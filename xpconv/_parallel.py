@@ -173,22 +173,26 @@ def map_chunks(
 class ChunkSum:
     """A ``consume`` for :func:`map_chunks` that sums each chunk's partial results into ``targets``
     (``None`` targets skipped), in chunk order.  The first chunk's partials are copied in, so the
-    targets need no zero fill, or written there by the chunk itself (:meth:`into`; its partial is
-    then ``None``), so that a call of one chunk adds and copies nothing (on a GPU, kernels fewer);
-    :meth:`finish` zeros them when there was no chunk (an empty batch)."""
+    targets need no zero fill, or written there by the chunk itself (:meth:`into`), so that a call
+    of one chunk adds and copies nothing (on a GPU, kernels fewer); :meth:`finish` zeros them when
+    there was no chunk (an empty batch)."""
 
     def __init__(self, *targets: Any) -> None:
         self.targets = targets
         self.started = False
+        self.in_place: set[int] = set()  # targets the first chunk wrote itself
 
     def into(self, k: int, chunk: slice) -> Any:
         """Where ``chunk`` may write its partial for target ``k``: the target itself for the first
         chunk of the batch (which is consumed first), else ``None`` (a new array)."""
-        return self.targets[k] if chunk.start == 0 else None
+        if chunk.start != 0:
+            return None
+        self.in_place.add(k)
+        return self.targets[k]
 
     def __call__(self, partials: Sequence[Any]) -> None:
-        for target, partial in zip(self.targets, partials, strict=True):
-            if target is None or partial is None:  # no target, or written in place by the first chunk
+        for k, (target, partial) in enumerate(zip(self.targets, partials, strict=True)):
+            if target is None or (not self.started and k in self.in_place):
                 continue
             if self.started:
                 target[...] += partial

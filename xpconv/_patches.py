@@ -98,14 +98,20 @@ def col2im(xp: ModuleType, cols: Array, g: ConvGeometry, out: Array | None = Non
 
 
 def _col2im_by_gather(xp: ModuleType, cols: Array, g: ConvGeometry) -> Array:
-    """col2im as each padded pixel gathering its contributions: (B, C, kh, kw, oh, ow) -> (B, C, Hp, Wp),
-    the patches of each (image, channel) copied into a row with one zero appended."""
+    """col2im as each padded pixel gathering its contributions: (B, C, kh, kw, oh, ow) -> (B, C, Hp, Wp)."""
     b = cols.shape[0]
-    k, p = g.kh * g.kw, g.out[0] * g.out[1]
-    rows = xp.empty((b * g.c, k * p + 1), dtype=cols.dtype)
-    rows[:, : k * p] = cols.reshape(b * g.c, k * p)  # (B, C, kh, kw, oh, ow) -> (B·C, K·P)
-    rows[:, k * p] = 0  # the zero
-    return gather_sum(xp, rows, g, 1).reshape(b, g.c, *g.padded)  # (B·C, 1, Hp, Wp) -> (B, C, Hp, Wp)
+    rows = cols.reshape(b * g.c, -1)  # (B, C, kh, kw, oh, ow) -> (B·C, K·P)
+    return _gather_rows(xp, rows, g, per_offset=True).reshape(b, g.c, *g.padded)  # -> (B, C, Hp, Wp)
+
+
+def _gather_rows(xp: ModuleType, rows: Array, g: ConvGeometry, per_offset: bool) -> Array:
+    """:func:`gather_sum` of one image's rows (one per (image, channel)), copied into rows with one
+    zero appended: (R, L) -> (R, 1, Hp, Wp)."""
+    r, length = rows.shape
+    extended = xp.empty((r, length + 1), dtype=rows.dtype)
+    extended[:, :length] = rows
+    extended[:, length] = 0  # the zero
+    return gather_sum(xp, extended, g, 1, per_offset=per_offset)
 
 
 def col2im_shared(xp: ModuleType, values: Array, g: ConvGeometry, out: Array | None = None) -> Array:
@@ -117,12 +123,8 @@ def col2im_shared(xp: ModuleType, values: Array, g: ConvGeometry, out: Array | N
     oh, ow = g.out
     if xp is np:
         return col2im(xp, np.broadcast_to(values[:, :, None, None], (b, g.c, g.kh, g.kw, oh, ow)), g, out=out)
-    rows = xp.empty((b * g.c, oh * ow + 1), dtype=values.dtype)
-    rows[:, : oh * ow] = values.reshape(b * g.c, oh * ow)  # (B, C, oh, ow) -> (B·C, P)
-    rows[:, oh * ow] = 0  # the zero
-    x_pad = gather_sum(xp, rows, g, 1, per_offset=False).reshape(
-        b, g.c, *g.padded
-    )  # (B·C, 1, Hp, Wp) -> (B, C, Hp, Wp)
+    rows = values.reshape(b * g.c, oh * ow)  # (B, C, oh, ow) -> (B·C, P)
+    x_pad = _gather_rows(xp, rows, g, per_offset=False).reshape(b, g.c, *g.padded)  # -> (B, C, Hp, Wp)
     top, _, left, _ = g.pad
     return x_pad[:, :, top : top + g.h, left : left + g.w]
 
@@ -174,7 +176,7 @@ def _gather_index(padded, kernel, out, stride, dilation, batch, phase, per_offse
     for y, row_readers in enumerate(rows):
         for x, column_readers in enumerate(columns):
             places = [
-                ((i * kw + j) % offsets) * batch * oh * ow + p * ow + q
+                ((i * kw + j) if per_offset else 0) * batch * oh * ow + p * ow + q
                 for i, p in row_readers
                 for j, q in column_readers
             ]

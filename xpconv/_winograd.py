@@ -194,12 +194,12 @@ def tile_places(
     return np.ascontiguousarray(places, dtype=np.int32 if small else np.intp).reshape(-1)  # -> (a²·C·B·T,)
 
 
-def _gather_index(*args) -> np.ndarray:
+def _tile_gather_index(*args) -> np.ndarray:
     """:func:`tile_places` with the padding's places pointing at place 0 (zeroed after the take)."""
     return np.maximum(tile_places(*args), 0)
 
 
-def _padding_positions(*args) -> np.ndarray:
+def _tile_padding_positions(*args) -> np.ndarray:
     """Where :func:`tile_places` reads padding (positions in the gathered tiles)."""
     return np.flatnonzero(tile_places(*args) < 0)
 
@@ -218,8 +218,8 @@ def gather_tiles(
     gathered into ``out`` laid out as :func:`tile_places` says: one take and at most one scatter."""
     args = (tuple(chunk.shape), *pad, size, TILE, th, tw, channels_last)
     flat = out.reshape(-1)  # any layout -> (tiles·pixels,), a view
-    xp.take(chunk.reshape(-1), constant(xp, _gather_index, *args), out=flat)  # (B, C, H, W) -> (B·C·H·W,)
-    padding = constant(xp, _padding_positions, *args)
+    xp.take(chunk.reshape(-1), constant(xp, _tile_gather_index, *args), out=flat)  # (B, C, H, W) -> (B·C·H·W,)
+    padding = constant(xp, _tile_padding_positions, *args)
     if padding.size:
         flat[padding] = 0
     return out
@@ -370,8 +370,7 @@ def winograd_weight_gradient(
             dy = gather_tiles(xp, go, (0, 0), m, th, tw, scratch(xp, "wino_dy", (m * m, g.o * b * t), acc))
             dm = xp.matmul(k_out_t, dy, out=scratch(xp, "wino_m", (a * a, g.o * b * t), acc))  # (a², m²) @ (m², O·B·T)
             part = xp.matmul(dm.reshape(a * a, g.o, b * t), u, out=total.into(0, batch))  # (a², O, B·T) @ (a², B·T, C)
-            first = batch.start == 0
-            return (None if first else part), (None if first else grad_b_part)
+            return part, grad_b_part
         u = _input_transform(xp, x, batch, g, th, tw, acc)  # (a², C, B·T), a view
         # the input tiles' slots are free again: x_pad and wino_y take the output-gradient tiles
         go_pad = _channel_major(xp, grad_output, batch, g_dy, "x_pad", acc)  # (O, B, th·m, tw·m)

@@ -477,7 +477,7 @@ def _gemm_backward_folded(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g:
         cols = _folded_patches(xp, x, batch, g, acc)  # (G, Cg·K, B·P)
         partial_w = _product_nt(xp, go, cols, out=total.into(0, batch))  # (G, Og, B·P) @ (G, B·P, Cg·K)
         partial_b = None if grad_b is None else bias_grad(grad_output[batch], 1, acc, out=total.into(1, batch))
-        return (None if batch.start == 0 else partial_w), (None if batch.start == 0 else partial_b)
+        return partial_w, partial_b
 
     map_chunks(xp, run, chunks, consume=None if grad_w is None else total)
     if grad_w is not None:
