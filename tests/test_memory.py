@@ -74,3 +74,32 @@ def test_scratch_of_finished_threads_is_freed(monkeypatch):
         t.join()
     gc.collect()
     assert _workspace.live_threads() == before
+
+
+def test_cpu_chunk_targets(monkeypatch):
+    """The im2col forward (a GEMM per sample) cuts its chunks near FORWARD_CACHE_BYTES, the
+    backward and the folded (grouped) forward near CACHE_CHUNK_BYTES."""
+    from xpconv import conv
+    from xpconv._chunking import CACHE_CHUNK_BYTES
+
+    monkeypatch.setenv("XPCONV_NUM_THREADS", "1")
+    seen = []
+    real = conv.map_chunks
+
+    def recording(xp, fn, chunks, consume=None):
+        seen.append([c.stop - c.start for c in chunks])
+        return real(xp, fn, chunks, consume)
+
+    monkeypatch.setattr(conv, "map_chunks", recording)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 128, 28, 28), dtype=np.float32)  # the bench's stride2-deep, 8 images
+    w = rng.standard_normal((256, 128, 3, 3), dtype=np.float32)
+    y = xpconv.conv2d(x, w, stride=2, padding=1, algorithm="im2col")
+    xpconv.conv2d_backward(rng.standard_normal(y.shape, dtype=np.float32), x, w, stride=2, padding=1)
+    xpconv.conv2d(x, w[:, :64], stride=2, padding=1, groups=2)
+    forward = (128 * 30 * 30 + 128 * 9 * 14 * 14) * 4  # padded copy + patches a sample: 1.36 MiB
+    assert 2 * forward <= conv.FORWARD_CACHE_BYTES < 3 * forward and 4 * forward < CACHE_CHUNK_BYTES
+    assert seen[0] == [2] * 4  # forward: two images a chunk
+    backward = 2 * forward + 256 * 128 * 9 * 4  # and the gradients, and one weight-gradient term: 3.7 MiB
+    assert CACHE_CHUNK_BYTES // backward == 2 and seen[1] == [2] * 4
+    assert min(seen[2]) > 1  # grouped: folded GEMMs, larger chunks

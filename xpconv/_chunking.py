@@ -4,7 +4,8 @@ The limit (``workspace_bytes``) is shared among the worker threads.  Its default
 device:
 
 * CPU: 64 MiB, and a chunk is also kept near ``CACHE_CHUNK_BYTES`` so that its scratch is still
-  in cache when its GEMMs read it (the measurements are below).
+  in cache when its GEMMs read it (the measurements are below); the im2col forward, whose GEMMs
+  are one sample's each, asks for less (:data:`xpconv.conv.FORWARD_CACHE_BYTES`).
 * CUDA: a quarter of the device's free memory, between 64 MiB and 16 GiB.  On a GPU every chunk
   launches the same kernels again, at 5–10 µs of host time each, so an ordinary batch should be
   one chunk: the ``resnet`` bench shape (32×64×56×56 → 64, 3×3) needs about 0.5 GiB of scratch for
@@ -44,12 +45,14 @@ def workspace_limit(workspace_bytes: int | None, x: Array) -> int:
     return min(max(free // DEVICE_WORKSPACE_SHARE, DEFAULT_WORKSPACE_BYTES), MAX_DEVICE_WORKSPACE_BYTES)
 
 
-def batch_chunks(n: int, per_sample_bytes: int, limit: int, xp: ModuleType) -> list[slice]:
+def batch_chunks(
+    n: int, per_sample_bytes: int, limit: int, xp: ModuleType, cache_bytes: int = CACHE_CHUNK_BYTES
+) -> list[slice]:
     """Slices of a batch of ``n`` whose scratch (``per_sample_bytes`` a sample) fits ``limit``
-    shared among the workers (and, on the CPU, about ``CACHE_CHUNK_BYTES``)."""
+    shared among the workers (and, on the CPU, about ``cache_bytes``)."""
     workers = workers_for(xp)
     limit //= workers
     if xp is np:
-        limit = min(limit, CACHE_CHUNK_BYTES)
+        limit = min(limit, cache_bytes)
     step = max(1, min(limit // max(per_sample_bytes, 1), -(-n // workers)))
     return [slice(start, min(start + step, n)) for start in range(0, n, step)]
