@@ -58,8 +58,9 @@ def _matrix_session(name: str, version: str, numpy: str) -> None:
         session.run(
             "python", "-c", "import sys, numpy; print('python', sys.version.split()[0], 'numpy', numpy.__version__)"
         )
-        # the type checks have their own session (they check the code, not the interpreter)
-        session.run("python", "-m", "pytest", "-m", "not types", *session.posargs)
+        # the type checks have their own session (they check the code, not the interpreter); the
+        # slow end-to-end runs of the command line (marked slow) are left to CI's main run
+        session.run("python", "-m", "pytest", "-m", "not types and not slow", *session.posargs)
 
 
 _matrix_session("tests-oldest", "3.10", OLDEST_NUMPY)

@@ -73,6 +73,7 @@ def test_python_dash_m(args):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_bench_command_writes_table_json_and_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out_file, png = tmp_path / "bench.json", tmp_path / "bench.png"
@@ -102,6 +103,7 @@ def test_bench_command_writes_table_json_and_plot(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_bench_without_torch_says_how_to_add_it(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch", None)
     assert main(["bench", "--shapes", "bias", "--min-seconds", "0"]) == 0

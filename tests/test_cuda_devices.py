@@ -151,6 +151,7 @@ def test_check_command_on_cuda_1(fake_cupy_module, capsys):
     assert "FAIL" not in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bench_command_on_cuda_1(fake_cupy_module, capsys):
     assert main(["bench", "--device", "cuda:1", "--shapes", "mnist", "--min-seconds", "0", "--no-book"]) == 0
     out = capsys.readouterr().out

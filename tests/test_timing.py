@@ -89,6 +89,7 @@ def test_a_float16_run_on_the_cpu_has_a_float32_ceiling():
     assert "2048x2048 float32 matmul (instead of float16, which NumPy multiplies without BLAS)" in text
 
 
+@pytest.mark.slow
 def test_float16_bench_on_the_cpu_finishes_quickly(capsys):
     """The float16 bench measured its ceiling with NumPy's BLAS-less float16 matmul: minutes of
     silence.  With the float32 ceiling, a float16 mnist run ends in seconds (bounded generously)."""
@@ -111,6 +112,7 @@ def test_one_duration_estimate_in_help_program_and_readme():
     assert not re.search(r"under 20 s|about a minute|2–3 minutes|several minutes", readme + bench_help)
 
 
+@pytest.mark.slow
 def test_the_bench_process_never_imports_torch():
     pytest.importorskip("torch")
     code = (
