@@ -175,8 +175,7 @@ def forward_pass(
     if method == "winograd":
         winograd_forward(xp, x, weight, bias, y, g, limit)
     else:
-        chunks = batch_chunks(g.n, _per_sample(xp, g, acc.itemsize, backward=False), limit, xp, _forward_cache_bytes(g))
-        _gemm_forward(xp, x, weight, bias, y, g, chunks)
+        _gemm_forward(xp, x, weight, bias, y, g, limit)
     return y
 
 
@@ -207,16 +206,18 @@ def _patch_matrices(xp, x, batch: slice, g: ConvGeometry, dtype):
     return cols.reshape(b, g.groups, g.c // g.groups * g.kh * g.kw, oh * ow)  # (B, C, kh, kw, oh, ow) -> (B, G, K, P)
 
 
-def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, chunks):
-    """Per chunk of the batch: im2col, then one GEMM per sample and group, written into ``y``,
-    plus the bias (when not ``None``).  On CUDA the batch is folded into the GEMMs instead
-    (:func:`_gemm_forward_folded`)."""
-    if _folds(xp, g):
-        _gemm_forward_folded(xp, x, weight, bias, y, g, chunks)
-        return
+def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, limit: int):
+    """Per chunk of the batch (its scratch within ``limit``): im2col, then one GEMM per sample and
+    group, written into ``y``, plus the bias (when not ``None``).  On CUDA, and for grouped
+    convolutions on the CPU, the batch is folded into the GEMMs instead (:func:`_gemm_forward_folded`)."""
+    per_sample = _per_sample(xp, g, y.dtype.itemsize, backward=False)
+    chunks = batch_chunks(g.n, per_sample, limit, xp, _forward_cache_bytes(g))
     oh, ow = g.out
     og, k = g.o // g.groups, g.c // g.groups * g.kh * g.kw
     w_g = weight.reshape(g.groups, og, k)  # (O, Cg, kh, kw) -> (G, Og, K)
+    if _folds(xp, g):
+        _gemm_forward_folded(xp, x, w_g, bias, y, g, chunks)
+        return
 
     def run(batch):
         b = batch.stop - batch.start
@@ -286,12 +287,11 @@ def _per_sample(xp: ModuleType, g: ConvGeometry, itemsize: int, backward: bool) 
     return _folded_scratch_per_sample(g, itemsize, backward)
 
 
-def _gemm_forward_folded(xp, x, weight, bias, y, g: ConvGeometry, chunks):
-    """Per chunk: the patches (G, K, B·P), one product with the weight, and its transpose
-    into ``y`` with the bias: five kernels with padding, whatever the batch."""
+def _gemm_forward_folded(xp, x, w_g, bias, y, g: ConvGeometry, chunks):
+    """Per chunk: the patches (G, K, B·P), one product with the weight ``w_g`` (G, Og, K), and its
+    transpose into ``y`` with the bias: five kernels with padding, whatever the batch."""
     oh, ow = g.out
-    og, k = g.o // g.groups, g.c // g.groups * g.kh * g.kw
-    w_g = weight.reshape(g.groups, og, k)  # (O, Cg, kh, kw) -> (G, Og, K)
+    og = w_g.shape[1]
 
     def run(batch):
         b = batch.stop - batch.start
@@ -382,9 +382,7 @@ def input_gradient(
         if method == "winograd":
             winograd_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, limit)
         else:
-            per_sample = _per_sample(xp, g_t, acc.itemsize, backward=False)
-            chunks = batch_chunks(g.n, per_sample, limit, xp, _forward_cache_bytes(g_t))
-            _gemm_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, chunks)
+            _gemm_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, limit)
     else:
         chunks = batch_chunks(g.n, _per_sample(xp, g, acc.itemsize, backward=True), limit, xp)
         _gemm_backward(xp, grad_output, None, w, grad_x, None, None, g, chunks)
