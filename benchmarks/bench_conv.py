@@ -4,7 +4,8 @@ installed)."""
 
 import pytest
 
-from xpconv.conv import choose_algorithm, winograd_applies
+from xpconv import array_namespace
+from xpconv._plan import conv_plan, winograd_applies
 from xpconv.tools.bench import CONV_SHAPES, book_op, conv_inputs, conv_op
 from xpconv.tools.rival import torch_op
 
@@ -27,8 +28,9 @@ def test_xpconv(benchmark, op, shape, device, dtype, algorithm):
     benchmark.group = op
     if not s.pooling:
         benchmark.extra_info["algorithm"] = algorithm
-        benchmark.extra_info["auto_chooses"] = choose_algorithm("auto", s.geometry())
     inputs = conv_inputs(s, device, dtype)
+    if not s.pooling:
+        benchmark.extra_info["auto_chooses"] = conv_plan(array_namespace(inputs[0]), s.geometry(), "auto").algorithm
     fn = conv_op(op, s, *inputs) if s.pooling else conv_op(op, s, *inputs, algorithm=algorithm)
     run(benchmark, fn, device, s.passes(op) * s.flops())
 

@@ -2,11 +2,13 @@
 beside an estimate of cuDNN's — not a measurement (no GPU runs here).
 
 Each row's forward and backward run once on ``tests/fake_cupy.py`` (after a first call that
-copies the device constants), which counts the kernels launched, the bytes they write and the
-GEMMs' multiply-adds ×2.  Then, for a GPU with launch cost ``L``, bandwidth ``BW`` and FP32 peak
-``P``:
+loads the kernels and copies the device constants), which runs xpconv's CUDA C kernels on the
+CPU and counts the kernels launched (CuPy's and xpconv's), the bytes they write and the GEMMs'
+multiply-adds ×2; rows that the direct kernels run (``algorithm="auto"`` chose them) add the
+direct convolution's multiply-adds ×2, which those kernels compute outside any GEMM.  Then, for a
+GPU with launch cost ``L``, bandwidth ``BW`` and FP32 peak ``P``:
 
-    xpconv ≈ max(launches · L,  2 · bytes written / BW + GEMM FLOPs / P)
+    xpconv ≈ max(launches · L,  2 · bytes written / BW + FLOPs / P)
 
 (launches are asynchronous: the host issues them while the GPU works, so a call costs the longer
 of the two; each written byte is counted twice, for its later read), and cuDNN, taken as one
@@ -37,6 +39,7 @@ sys.modules["cupy"] = fake_cupy.make_module()
 import numpy as np  # noqa: E402
 
 import xpconv  # noqa: E402
+from xpconv._plan import conv_plan  # noqa: E402
 from xpconv.tools.bench import CONV_SHAPES, DENSE_SHAPES, conv_inputs, conv_op, dense_inputs  # noqa: E402
 
 # name: (launch seconds, bytes/s, FP32 FLOP/s, where the figures come from)
@@ -72,10 +75,13 @@ def rows(names: list[str], batch: int | None):
         shape = CONV_SHAPES[name]
         x, w, b, go = conv_inputs(shape, "cuda", "float32", n=batch)
         data = sum(a.nbytes for a in (x, w, b) if a is not None)
+        g = shape.geometry(batch)
+        direct = not shape.pooling and conv_plan(sys.modules["cupy"], g, "auto").algorithm == "direct"
         for op in shape.ops[:2]:  # forward, backward
             moved = data + go.nbytes + (x.nbytes + (0 if w is None else w.nbytes) if op.endswith("backward") else 0)
-            flops = 0.0 if shape.pooling else shape.passes(op) * shape.geometry(batch).flops
-            yield f"{op} {name}", counted(conv_op(op, shape, x, w, b, go)), moved, flops
+            flops = 0.0 if shape.pooling else shape.passes(op) * g.flops
+            launches, written, gemm_flops = counted(conv_op(op, shape, x, w, b, go))
+            yield f"{op} {name}", (launches, written, gemm_flops + (flops if direct else 0.0)), moved, flops
 
 
 def main() -> None:

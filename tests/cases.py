@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 
 import xpconv
 from xpconv.tools.check import TOLERANCE, relative_error
@@ -34,6 +35,29 @@ CONFIGS = [
     pytest.param((2, 4, 5, 6, 2, 2, 3, 1, (2, 1), 1, 2), id="padded-beyond-kernel"),
     pytest.param((2, 6, 7, 6, 3, 3, 2, 1, (1, 0), (2, 3), 3), id="stride1-fewer-outputs-dilated"),
 ]
+
+
+@st.composite
+def conv_configs(draw):
+    """A random convolution configuration, as in :data:`CONFIGS` (Hypothesis)."""
+    groups = draw(st.integers(1, 3))
+    c = groups * draw(st.integers(1, 2))
+    o = groups * draw(st.integers(1, 2))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = draw(
+        st.one_of(
+            st.integers(0, 2),
+            st.tuples(st.integers(0, 2), st.integers(0, 2)),
+            st.sampled_from(["valid", "same"]),
+        )
+    )
+    stride = (1, 1) if padding == "same" else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    # The input must be at least as large as the dilated kernel once padded.
+    h = draw(st.integers(dilation[0] * (kh - 1) + 1, 9))
+    w = draw(st.integers(dilation[1] * (kw - 1) + 1, 9))
+    n = draw(st.integers(1, 3))
+    return (n, c, h, w, o, kh, kw, stride, padding, dilation, groups)
 
 
 def to_host(a):
@@ -199,6 +223,32 @@ def check_max_pool(rng, cfg, dtype, ties=False, to=lambda a: a, after_kernels=la
     assert y.dtype == dtype
     np.testing.assert_array_equal(to_host(y), ref_y)  # a maximum is one of the inputs: exact, -inf included
     assert_close(dx, ref_dx, dtype, "max_pool2d_backward")
+
+
+def check_max_pool_indices(rng, cfg, dtype, to=lambda a: a, **extra):
+    """``max_pool2d(..., return_indices=True)``'s indices route the oracle's gradient (every
+    window's pick, by PyTorch's tie and NaN rules), and the gradient through ``indices=`` matches
+    the oracle.  Returns the indices (on the host) for comparisons across devices."""
+    shape, kw = max_pool_args(cfg)
+    x = max_pool_input(rng, shape, dtype, ties=True)
+    x[0, 0, :2, :2] = np.nan  # a window with NaNs picks its last NaN
+    x[-1, -1, -2:, :] = -np.inf  # and one of only -inf its first pixel inside the input
+    y, indices = xpconv.max_pool2d(to(x), **kw, return_indices=True, **extra)
+    assert indices.dtype == np.int64 and tuple(indices.shape) == tuple(y.shape)
+    go = random_array(rng, tuple(y.shape), dtype)
+    ref_y, ref_dx = max_pool_oracle(x, go.astype(np.float64), kw)
+    np.testing.assert_array_equal(to_host(y), ref_y)
+    host = to_host(indices)
+    routed = np.zeros((x.shape[0] * x.shape[1], x.shape[2] * x.shape[3]))  # each go to the plane place picked
+    np.add.at(
+        routed,
+        (np.arange(routed.shape[0])[:, None], host.reshape(routed.shape[0], -1)),
+        go.reshape(routed.shape[0], -1),
+    )
+    np.testing.assert_allclose(routed.reshape(x.shape), ref_dx, rtol=1e-3 if dtype == np.float16 else 1e-12)
+    dx = xpconv.max_pool2d_backward(to(go), to(x), **kw, indices=indices, **extra)
+    assert_close(dx, ref_dx, dtype, "max_pool2d_backward with indices")
+    return host
 
 
 def check_avg_pool(rng, cfg, dtype, to=lambda a: a, after_kernels=lambda outputs: None, **extra):

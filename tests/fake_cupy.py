@@ -17,14 +17,29 @@ Registered as ``cupy`` in ``sys.modules`` for one test at a time (``make_module(
 * **Only real names.** Every public name offered is in ``cupy_api.json``, the snapshot of the real
   CuPy's names (``snapshot_cupy_api.py``); a name CuPy has but the stand-in does not implement
   raises ``AttributeError`` saying so, and a name CuPy lacks raises ``AttributeError`` like CuPy.
+* **Raw kernels.** ``RawModule``/``RawKernel`` run CUDA C on the CPU: the source is compiled by the
+  system C++ compiler under a header that turns a launch into loops over its blocks and threads
+  (``cuda_host.py``).  Every launch is checked as the GPU would read it: the argument count; a
+  device array on the current device, C-contiguous, of the pointee's dtype, for every pointer; for
+  every value parameter, the C type CuPy marshals the argument as (``cupy/cuda/function.pyx``
+  ``_pointer`` and ``cupy/_core/_scalar.pyx`` ``CScalar``: a Python ``int`` is a 64-bit
+  ``long long``, a ``float`` a ``double``, a NumPy scalar its own dtype, a structured scalar its
+  bytes) against the parameter's, read from the compiled kernel; no written array overlapping
+  another argument; grid and block tuples within CUDA's limits.
+* **Loud memory.** ``empty`` returns floating memory filled with NaN and other memory with the
+  byte 0xA5, so that code reading what it never wrote shows; an ``out=`` that overlaps an input
+  without being it is refused (undefined in CuPy's kernels), and ``matmul`` computes such an
+  ``out`` in a temporary and copies it, as CuPy does.
 * **Counters** (:data:`counters`): device random-generator constructions, host
   synchronisations (``float()``, ``int()``, ``bool()``, ``.get()``, ``.item()``, ``.tolist()``,
   ``asnumpy``), so tests can assert there are none inside the kernels, and **kernel launches**:
   every operation that computes or copies on a device (ufuncs, reductions, ``matmul``, ``take``,
   copies by assignment, ``astype``, ``copy``, a reshape that copies, advanced indexing, creation
   with ``zeros``/``ones``/``full``/``arange``, host-to-device copies); views, ``empty`` and
-  ``as_strided`` launch nothing.  With each launch, the bytes it writes; the device bytes
-  allocated (``empty`` included); and ``matmul``'s multiply-adds ×2.  All counts are deterministic.
+  ``as_strided`` launch nothing; every raw kernel launch, also counted apart (``raw_launches``).
+  With each launch, the bytes it writes (for a raw kernel, the arrays its signature does not
+  declare ``const``, which xpconv's kernels write whole); the device bytes allocated (``empty``
+  included); and ``matmul``'s multiply-adds ×2.  All counts are deterministic.
 
 Memory is host memory; "device" is a label checked on every operation.  Stricter than CuPy in
 one place: assigning a NumPy array into a device array (``a[...] = host``) is refused too.
@@ -32,13 +47,16 @@ one place: assigning a NumPy array into a device array (``a[...] = host``) is re
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
+import operator
 import threading
 import types
 import weakref
 from pathlib import Path
 
+import cuda_host
 import numpy as np
 
 _API = json.loads(Path(__file__).with_name("cupy_api.json").read_text())
@@ -49,6 +67,8 @@ counters = {
     "rng_constructions": 0,
     "host_syncs": 0,
     "launches": 0,
+    "raw_launches": 0,
+    "module_builds": 0,
     "bytes_written": 0,
     "bytes_allocated": 0,
     "gemm_flops": 0,
@@ -265,6 +285,7 @@ def _compute(fn, args, kwargs, *, sequence_first=False, out=None):
         arrays.append(out)
     dev = _check_device(*arrays)
     if out is not None:
+        _refuse_partial_overlap(out, arrays[:-1])
         fn(*plain, **options, out=out._data)
         _launched(out.nbytes)
         _count_gemm(fn, plain, out._data)
@@ -275,6 +296,21 @@ def _compute(fn, args, kwargs, *, sequence_first=False, out=None):
         _launched(size, size)  # a view of an operand (broadcast_to, moveaxis, ...) launches nothing
         _count_gemm(fn, plain, result)
     return _wrap(result, dev)
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and (a.shape, a.strides) == (
+        b.shape,
+        b.strides,
+    )
+
+
+def _refuse_partial_overlap(out: ndarray, inputs) -> None:
+    """An ``out`` that overlaps an input must be that input exactly (an in-place update); any other
+    overlap is undefined in CuPy's elementwise kernels, whose threads run in no fixed order."""
+    for a in inputs:
+        if isinstance(a, ndarray) and np.shares_memory(out._data, a._data) and not _same_memory(out._data, a._data):
+            raise ValueError("fake cupy: out overlaps an input without being it (undefined in CuPy's kernels)")
 
 
 def _launched(written: int, allocated: int = 0) -> None:
@@ -309,6 +345,7 @@ def _matmul(a, b, out=None):
         raise TypeError(f"out must be a cupy.ndarray, got {type(out)}")
     dev = _check_device(a, b, *(() if out is None else (out,)))
     ad, bd = a._data, b._data
+    shares = out is not None and any(np.may_share_memory(out._data, v) for v in (ad, bd))
     result = np.matmul(ad, bd)
     ret = result.dtype
     copies = []  # bytes each hidden kernel writes
@@ -316,7 +353,7 @@ def _matmul(a, b, out=None):
         for v in (ad, bd):
             if v.dtype != ret or (v.ndim == 2 and not (v.flags.c_contiguous or v.flags.f_contiguous)):
                 copies.append(v.size * ret.itemsize)  # tensordot_core's astype, _mat_to_cublas_contiguous's copy
-        if out is not None and not (out._data.flags.c_contiguous and out.dtype == ret):
+        if out is not None and (shares or not (out._data.flags.c_contiguous and out.dtype == ret)):
             copies.append(out.nbytes)  # a temporary, then elementwise_copy
     else:
         compute = np.dtype(np.float32) if ret == np.float16 else ret
@@ -330,7 +367,7 @@ def _matmul(a, b, out=None):
                 copies += [8 * math.prod(batch)] * (3 * len(batch))  # _mat_ptrs for a, b and c
                 break
         if (out is None and compute != ret) or (
-            out is not None and not (out._data.flags.c_contiguous and out.dtype == compute)
+            out is not None and (shares or not (out._data.flags.c_contiguous and out.dtype == compute))
         ):
             copies.append(result.nbytes)  # computed in a temporary, then copied
     for written in copies:
@@ -396,7 +433,7 @@ class ndarray:  # CuPy's name
     __slots__ = ("_data", "_device")
 
     def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
-        self._data = np.empty(shape, dtype=dtype, order=order)
+        self._data = _loud(np.empty(shape, dtype=dtype, order=order))
         self._device = current_device()
         _hold(self._data)
 
@@ -495,8 +532,11 @@ class ndarray:  # CuPy's name
     def __setitem__(self, key, value):
         arrays: list[ndarray] = [self]
         index = _index(key, arrays)
+        source = value
         value = _operand(value, arrays)
         _check_device(*arrays)
+        if isinstance(source, ndarray) and _is_basic(key):
+            _refuse_partial_overlap(self[key], [source])
         self._data[index] = value
         _launched(np.asarray(self._data[index]).nbytes)
 
@@ -573,6 +613,15 @@ class ndarray:  # CuPy's name
         return _compute(np.invert, (self,), {})
 
 
+def _loud(data: np.ndarray) -> np.ndarray:
+    """Fill fresh memory as no kernel writes it: NaN for floating dtypes, the byte 0xA5 otherwise."""
+    if data.dtype.kind in "fc":
+        data.fill(np.nan)
+    else:
+        data.reshape(-1).view(np.uint8).fill(0xA5)
+    return data
+
+
 def _is_scalar(value) -> bool:
     return isinstance(value, (bool, int, float, complex, np.generic))
 
@@ -621,6 +670,195 @@ class Generator:
 
 def _default_rng(seed=None):
     return Generator(seed)
+
+
+# --- raw kernels ----------------------------------------------------------------------------
+
+
+class CUDADriverError(RuntimeError):
+    """``cupy_backends.cuda.api.driver.CUDADriverError``."""
+
+
+_C_NAMES = {("f", 2): "__half", ("f", 4): "float", ("f", 8): "double", ("i", 1): "signed char", ("i", 2): "short",
+            ("i", 4): "int", ("i", 8): "long long", ("u", 1): "unsigned char", ("u", 2): "unsigned short",
+            ("u", 4): "unsigned int", ("u", 8): "unsigned long long", ("b", 1): "bool"}  # fmt: skip
+
+
+def _c_type(param: cuda_host.Param) -> str:
+    name = _C_NAMES.get((param.kind, param.size), f"a struct of {param.size} bytes")
+    if param.pointer:
+        return f"{'const ' if param.constant else ''}{name}*"
+    return name
+
+
+def _marshalled_dtype(value) -> np.dtype:
+    """The dtype CuPy passes a non-array kernel argument as (``CScalar``): a Python ``bool`` as
+    ``bool``, ``int`` as ``int64`` (``uint64`` from 2**63), ``float`` as ``float64``, ``complex``
+    as ``complex128``; a NumPy scalar, or a NumPy array of one element, as its own dtype."""
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise TypeError(
+                f"You are trying to pass a numpy.ndarray of shape {value.shape} as a kernel parameter. Only "
+                "numpy.ndarrays of size one can be passed by value. If you meant to pass a pointer to __global__ "
+                "memory, you need to pass a cupy.ndarray instead."
+            )
+        return value.dtype
+    if type(value) is bool:
+        return np.dtype(np.bool_)
+    if type(value) is int:
+        return np.dtype(np.uint64 if value >= 2**63 else np.int64)
+    if type(value) is float:
+        return np.dtype(np.float64)
+    if type(value) is complex:
+        return np.dtype(np.complex128)
+    if isinstance(value, np.generic):
+        return value.dtype
+    raise TypeError(f"Unsupported type {type(value)}")
+
+
+def _matches(param: cuda_host.Param, dtype: np.dtype) -> bool:
+    if param.kind == "V":
+        return dtype.kind == "V" and dtype.fields is not None and dtype.itemsize == param.size
+    return dtype.kind == param.kind and dtype.itemsize == param.size
+
+
+class _Launch:
+    """One launch's arguments as the GPU would read them: checked against the kernel's parameters
+    and held as bytes, with an array of pointers to them (``cuLaunchKernel``'s ``kernelParams``)."""
+
+    def __init__(self, kernel: cuda_host.HostKernel, args):
+        name, params = kernel.name, kernel.params
+        if not isinstance(args, (tuple, list)):
+            raise TypeError(f"args must be a tuple of kernel arguments, got {type(args).__name__}")
+        if len(args) != len(params):
+            raise TypeError(f"fake cupy: kernel {name} takes {len(params)} arguments, {len(args)} given")
+        self._keep: list = []
+        self.addresses: list[int] = []
+        self.written: list[np.ndarray] = []
+        pointers: list[tuple[int, np.ndarray]] = []
+        for k, (arg, param) in enumerate(zip(args, params, strict=True)):
+            where = f"fake cupy: kernel {name}, argument {k} (a {_c_type(param)} parameter)"
+            if param.pointer:
+                data = self._pointer(arg, param, where)
+                if data is not None:
+                    pointers.append((k, data))
+                    if not param.constant:
+                        self.written.append(data)
+                continue
+            if isinstance(arg, ndarray) or arg is None:
+                raise TypeError(
+                    f"{where}: CuPy would pass a pointer ({type(arg).__name__}) where the kernel reads a value"
+                )
+            dtype = _marshalled_dtype(arg)
+            if not _matches(param, dtype):
+                raise TypeError(
+                    f"{where}: CuPy passes {arg!r} as {dtype} ({dtype.itemsize} bytes), which the kernel would read "
+                    f"as a {_c_type(param)}; pass np.{_numpy_name(param)}(...)"
+                )
+            value = np.array(arg, dtype=dtype).reshape(())
+            buffer = ctypes.create_string_buffer(value.tobytes(), max(8, dtype.itemsize))
+            self._keep.append(buffer)
+            self.addresses.append(ctypes.addressof(buffer))
+        for k, data in pointers:
+            for j, other in pointers:
+                if j != k and not params[k].constant and np.may_share_memory(data, other):
+                    raise ValueError(f"fake cupy: kernel {name} writes argument {k}, which overlaps argument {j}")
+
+    def _pointer(self, arg, param: cuda_host.Param, where: str) -> np.ndarray | None:
+        if arg is None:  # CuPy passes a null pointer
+            self._keep.append(ctypes.c_void_p(0))
+            self.addresses.append(ctypes.addressof(self._keep[-1]))
+            return None
+        if not isinstance(arg, ndarray):
+            dtype = _marshalled_dtype(arg)  # CuPy's own error for a NumPy array of more than one element
+            raise TypeError(
+                f"{where}: needs a cupy.ndarray; CuPy would pass this {type(arg).__name__} by value, as {dtype}"
+            )
+        _check_device(arg)
+        data = arg._data
+        if not data.flags.c_contiguous:
+            raise ValueError(f"{where}: the kernel indexes it as C-contiguous, but its strides are {data.strides}")
+        if not _matches(param, data.dtype):
+            raise TypeError(f"{where}: an array of {data.dtype}, which the kernel would read as {_c_type(param)}")
+        pointer = ctypes.c_void_p(data.__array_interface__["data"][0])
+        self._keep.append(pointer)
+        self.addresses.append(ctypes.addressof(pointer))
+        return data
+
+
+def _numpy_name(param: cuda_host.Param) -> str:
+    if param.kind == "V":
+        return "void (a structured scalar)"
+    kind = {"f": "float", "i": "int", "u": "uint", "b": "bool"}[param.kind]
+    return "bool_" if kind == "bool" else f"{kind}{8 * param.size}"
+
+
+_GRID_LIMITS = (2**31 - 1, 65535, 65535)
+_BLOCK_LIMITS = (1024, 1024, 64)
+
+
+def _dims(value, what: str) -> tuple[int, int, int]:
+    """A launch's grid or block as CuPy's ``Function.__call__`` takes it: a tuple (Cython's typed
+    argument), padded with ones and each at least one."""
+    if not isinstance(value, tuple):
+        raise TypeError(f"Argument '{what}' has incorrect type (expected tuple, got {type(value).__name__})")
+    dims = tuple(max(1, operator.index(v)) for v in (value + (1, 1))[:3])
+    return dims[0], dims[1], dims[2]
+
+
+class _Function:
+    """A compiled kernel, as ``RawModule.get_function`` returns it."""
+
+    def __init__(self, kernel: cuda_host.HostKernel):
+        self.kernel = kernel
+
+    def __call__(self, grid, block, args, shared_mem=0, stream=None, enable_cooperative_groups=False):
+        grid3, block3 = _dims(grid, "grid"), _dims(block, "block")
+        if (
+            any(g > limit for g, limit in zip(grid3, _GRID_LIMITS, strict=True))
+            or any(b > limit for b, limit in zip(block3, _BLOCK_LIMITS, strict=True))
+            or math.prod(block3) > 1024
+        ):
+            raise CUDADriverError(f"CUDA_ERROR_INVALID_VALUE: invalid argument (grid {grid3}, block {block3})")
+        if shared_mem:
+            raise ValueError("fake cupy: xpconv's kernels use no shared memory")
+        launch = _Launch(self.kernel, args)
+        self.kernel.launch(grid3, block3, launch.addresses)
+        counters["raw_launches"] += 1
+        _launched(sum(a.nbytes for a in launch.written))
+
+
+class RawModule:
+    """``cupy.RawModule(code=...)``: CUDA C compiled on first use, here for the CPU (``cuda_host``)."""
+
+    def __init__(self, *, code=None, path=None, options=(), backend="nvrtc", translate_cucomplex=False,
+                 enable_cooperative_groups=False, name_expressions=None, jitify=False):  # fmt: skip
+        if (code is None) == (path is None):
+            raise TypeError("Exactly one of code and path keyword arguments must be given.")
+        if path is not None:
+            raise NotImplementedError("fake cupy: RawModule(path=...) (a cubin file) cannot run on the CPU")
+        if not isinstance(code, str) or not isinstance(options, tuple):
+            raise TypeError("code must be a str and options a tuple of str")
+        self.code, self.options = code, options
+        counters["module_builds"] += 1
+
+    def get_function(self, name):
+        kernels = cuda_host.build(self.code)
+        if name not in kernels:
+            raise CUDADriverError("CUDA_ERROR_NOT_FOUND: named symbol not found")
+        return _Function(kernels[name])
+
+
+class RawKernel:
+    """``cupy.RawKernel(code, name)``: one kernel of a source."""
+
+    def __init__(self, code, name, options=(), backend="nvrtc", *, translate_cucomplex=False,
+                 enable_cooperative_groups=False, jitify=False):  # fmt: skip
+        self.module = RawModule(code=code, options=options)
+        self.name = name
+
+    def __call__(self, grid, block, args, *, shared_mem=0):
+        self.module.get_function(self.name)(grid, block, args, shared_mem=shared_mem)
 
 
 # --- the module -----------------------------------------------------------------------------
@@ -678,6 +916,7 @@ def _module_function(name):
                     raise _unsupported(v)
             data = fn(*args, **kwargs)
             if name == "empty":  # empty allocates; the others fill
+                _loud(data)
                 counters["bytes_allocated"] += data.nbytes
             else:
                 _launched(data.nbytes, data.nbytes)
@@ -713,6 +952,8 @@ def make_module() -> types.ModuleType:
     mod.get_array_module = _get_array_module
     mod.ascontiguousarray = _ascontiguousarray
     mod.matmul = _matmul
+    mod.RawModule = RawModule
+    mod.RawKernel = RawKernel
     mod.random = _namespace("cupy.random", default_rng=_default_rng, Generator=Generator)
     mod.cuda = _namespace("cupy.cuda", Device=Device, runtime=runtime)
     mod.lib = _namespace("cupy.lib", stride_tricks=_namespace("cupy.lib.stride_tricks", as_strided=_as_strided))

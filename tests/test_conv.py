@@ -13,6 +13,7 @@ from cases import (
     assert_close,
     check_against_oracle,
     check_finite_differences,
+    conv_configs,
     make_case,
     random_array,
     resolve,
@@ -28,28 +29,6 @@ def test_conv2d_matches_oracle(rng, cfg, dtype):
 @pytest.mark.parametrize("cfg", CONFIGS[:4] + CONFIGS[7:9])
 def test_conv2d_finite_differences(rng, cfg):
     check_finite_differences(rng, cfg)
-
-
-@st.composite
-def conv_configs(draw):
-    groups = draw(st.integers(1, 3))
-    c = groups * draw(st.integers(1, 2))
-    o = groups * draw(st.integers(1, 2))
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    padding = draw(
-        st.one_of(
-            st.integers(0, 2),
-            st.tuples(st.integers(0, 2), st.integers(0, 2)),
-            st.sampled_from(["valid", "same"]),
-        )
-    )
-    stride = (1, 1) if padding == "same" else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    # The input must be at least as large as the dilated kernel once padded.
-    h = draw(st.integers(dilation[0] * (kh - 1) + 1, 9))
-    w = draw(st.integers(dilation[1] * (kw - 1) + 1, 9))
-    n = draw(st.integers(1, 3))
-    return (n, c, h, w, o, kh, kw, stride, padding, dilation, groups)
 
 
 @given(cfg=conv_configs(), seed=st.integers(0, 2**32 - 1))

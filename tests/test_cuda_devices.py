@@ -1,15 +1,19 @@
-"""Every kernel, layer and command on ``cuda`` and ``cuda:1`` of the strict CuPy stand-in:
-results equal to the CPU's within the dtype tolerances, outputs on the inputs' device, no host
-synchronisation inside the kernels, one random generator per Dropout layer."""
+"""Every kernel, layer and command on ``cuda`` and ``cuda:1`` of the strict CuPy stand-in, which
+runs xpconv's CUDA C kernels on the CPU: every configuration of the CPU tests against the oracle
+(and the property test over random ones), results equal to the CPU's within the dtype
+tolerances, outputs on the inputs' device, no host synchronisation inside the kernels, one random
+generator per Dropout layer, and each call's launches, bytes written and memory held."""
 
 import functools
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import xpconv
 from xpconv._chunking import workspace_limit
-from xpconv.conv import winograd_applies
+from xpconv._plan import conv_plan, winograd_applies
 from xpconv.tools.cli import main
 
 import fake_cupy
@@ -19,9 +23,12 @@ from cases import (
     MAX_CASES,
     TRANSPOSE_CASES,
     assert_close,
+    check_against_oracle,
     check_avg_pool,
     check_conv_transpose,
     check_max_pool,
+    check_max_pool_indices,
+    conv_configs,
     digit_like,
     make_case,
     make_transpose_case,
@@ -49,12 +56,28 @@ def _same_as_cpu(actual, cpu, dtype, what):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("device", "workspace"), [("cuda", None), ("cuda:1", 1)])  # 1 byte: a sample a chunk
+@pytest.mark.parametrize("algorithm", ["auto", "im2col", "direct"])
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_conv2d_on_device_matches_oracle(fake_cupy_module, rng, cfg, algorithm, device, dtype, workspace):
+    """Every configuration of the CPU's oracle test, by each CUDA algorithm (the kernels' very
+    sources run on the CPU), unchunked on one device and a sample a chunk on the other."""
+    check_against_oracle(rng, cfg, dtype, to=_on(device), algorithm=algorithm, workspace_bytes=workspace)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("cfg", CONFIGS[::3])
 @pytest.mark.parametrize("workspace", [None, 1])  # 1 byte: one sample per chunk
 def test_conv2d_on_device_equals_cpu(fake_cupy_module, rng, cfg, device, dtype, workspace):
     x, wt, b, kw = make_case(rng, cfg, dtype)
     _check_conv_on_device(rng, x, wt, b, device, dtype, **kw, workspace_bytes=workspace)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the stand-in is stateless between examples
+@given(cfg=conv_configs(), seed=st.integers(0, 2**32 - 1), algorithm=st.sampled_from(["im2col", "direct", "auto"]))
+def test_conv2d_property_on_device_matches_oracle(fake_cupy_module, cfg, seed, algorithm):
+    check_against_oracle(np.random.default_rng(seed), cfg, np.float64, to=_on("cuda"), algorithm=algorithm)
 
 
 def _check_conv_on_device(rng, x, wt, b, device, dtype, **kw):
@@ -207,7 +230,16 @@ def test_pooling_on_device_matches_oracle_and_cpu(fake_cupy_module, rng, device,
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("cfg", TRANSPOSE_CASES[::2])
+@pytest.mark.parametrize("cfg", MAX_CASES)
+def test_max_pool_indices_on_device_match_oracle_and_cpu(fake_cupy_module, rng, cfg, device, dtype):
+    seed = int(rng.integers(2**32))
+    on_device = check_max_pool_indices(np.random.default_rng(seed), cfg, dtype, to=_on(device))
+    np.testing.assert_array_equal(on_device, check_max_pool_indices(np.random.default_rng(seed), cfg, dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("cfg", TRANSPOSE_CASES)
 def test_conv_transpose_on_device_matches_oracle_and_cpu(fake_cupy_module, rng, cfg, device, dtype):
     fake_cupy.reset_counters()
     check_conv_transpose(rng, cfg, dtype, to=_on(device), after_kernels=_on_device_without_syncs(device))
@@ -224,68 +256,137 @@ def _launches(call):
     return fake_cupy.counters["launches"]
 
 
-@pytest.mark.parametrize("batch", [1, 32])
-def test_pooling_and_transposed_launch_a_handful_of_kernels(fake_cupy_module, rng, batch):
-    """On CUDA a pooling launches the same few kernels whatever its window (one reduction over the
-    windows view; one gather and one sum per row phase of the stride for the gradient), and
-    whatever the batch that fits."""
-    to = _on("cuda")
-    x = to(random_array(rng, (batch, 8, 16, 16), np.float32))
-    counts: dict[int, set] = {1: set(), 2: set()}
-    for k, s, p in [(2, 2, 1), (3, 2, 1), (4, 2, 2), (3, 1, 1), (5, 1, 2)]:
-        go = to(random_array(rng, tuple(xpconv.max_pool2d(x, k, s, p).shape), np.float32))
-        xpconv.max_pool2d_backward(go, x, k, s, p)  # device constants are copied on first use
-        xpconv.avg_pool2d_backward(go, x, k, s, p)
-        calls = [
-            functools.partial(xpconv.max_pool2d, x, k, s, p),
-            functools.partial(xpconv.max_pool2d_backward, go, x, k, s, p),
-            functools.partial(xpconv.avg_pool2d, x, k, s, p),
-            functools.partial(xpconv.avg_pool2d_backward, go, x, k, s, p),
-        ]
-        counts[s].add(tuple(_launches(call) for call in calls))
-    assert all(len(c) == 1 for c in counts.values()), counts  # the same for every window at a stride
-    (one,), (two,) = counts[1], counts[2]
-    assert two == (one[0], one[1] + 2, one[2], one[3] + 2), counts  # stride 2: one more take and sum
-    max_fwd, max_bwd, avg_fwd, avg_bwd = two
-    assert max(max_fwd, avg_fwd) <= 5 and max(max_bwd, avg_bwd) <= 24, two
-    w = to(random_array(rng, (8, 4, 4, 4), np.float32))
-    go = to(random_array(rng, (batch, 4, 32, 32), np.float32))
-    # the forward is conv2d's input gradient: at stride 2 two row phases, a take and a sum each
-    assert _launches(lambda: xpconv.conv_transpose2d(x, w, stride=2, padding=1)) <= 12
-    assert _launches(lambda: xpconv.conv_transpose2d_backward(go, x, w, stride=2, padding=1)) <= 16
+def _counted(call) -> tuple[int, int]:
+    """(launches, bytes written) of a call after a first one (which loads kernels and constants)."""
+    call()
+    fake_cupy.reset_counters()
+    call()
+    return fake_cupy.counters["launches"], fake_cupy.counters["bytes_written"]
 
 
-# Kernels per call on CUDA: conv2d forward, backward; float16 adds one cast per converted operand
-# (weight, bias, each output; Winograd's inputs too, since CuPy's take needs matching dtypes).
-CONV_BUDGET = {np.float16: (12, 24), np.float32: (8, 16), np.float64: (8, 16)}
+BENCH_CONVS = ("mnist", "cifar", "resnet", "stride2", "depthwise", "pointwise", "stride2-deep")
+# Kernels per call on CUDA, forward and backward: the issue's budgets for float32 and float64;
+# float16 adds a cast of the weight in and of the weight and bias gradients out (im2col).
+CONV_BUDGET = {np.float16: (4, 10), np.float32: (4, 8), np.float64: (4, 8)}
+DIRECT_BUDGET = (1, 3)  # depthwise and the other small layers
+
+
+def _algorithms(shape) -> list[str]:
+    """ "auto" (the direct kernels for mnist and depthwise), and each other algorithm that applies
+    (direct kernels forced on the large layers would only spend the stand-in's CPU time)."""
+    g = shape.geometry()
+    return ["auto", "im2col"] + (["winograd"] if winograd_applies(g) else [])
+
+
+def _must_write(shape, algorithm: str, n: int, dtype) -> tuple[int, int]:
+    """Bytes the algorithm must materialise, forward and backward: the patch matrix (and the
+    output gradient laid out as a GEMM operand), its gradient, each GEMM's product, Winograd's
+    transforms and products, the direct kernels' partial sums, and the outputs."""
+    from xpconv._cuda.direct import segments
+    from xpconv._winograd import TILE, tiles
+
+    g = shape.geometry(n)
+    d = np.dtype(dtype).itemsize
+    a = 4 if d == 2 else d  # the compute dtype
+    p, k, cg = g.out[0] * g.out[1], g.kh * g.kw, g.c // g.groups
+    x, y, w = n * g.c * g.h * g.w * d, n * g.o * p * d, (g.o * cg * k + g.o) * d  # inputs' sizes, outputs' sizes
+    if algorithm == "direct":
+        return y, x + w + g.o * (cg * k + 1) * segments(g) * a
+    if algorithm == "winograd":
+        t, a2 = n * tiles(g.out[0], TILE) * tiles(g.out[1], TILE), (TILE + 2) ** 2
+        forward = (a2 * g.o * g.c + a2 * g.c * t + a2 * g.o * t) * a + y
+        return forward, (2 * a2 * g.o * g.c + 2 * a2 * (g.c + g.o) * t) * a + x + w
+    patches, products = g.c * k * n * p * a, g.o * n * p * a
+    cast = 0 if a == d else w // d * a  # float16: the weight in the GEMMs' dtype, their gradients before the cast
+    return patches + products + y + cast, 2 * patches + products + x + w + 2 * cast
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_conv_dense_and_bias_launch_budgets(fake_cupy_module, dtype):
+def test_conv_launch_and_byte_budgets(fake_cupy_module, dtype):
     """On CUDA the batch runs as one chunk (the default workspace is a quarter of the device's
-    free memory), so a convolution launches the same few kernels for 1 image as for many (512
-    for mnist; 8 for the larger shapes, to keep the stand-in's host arithmetic short), on every
-    bench shape and by both algorithms: at most 8 forward and 16 backward (float16: the casts
-    above); dense at most 4 each way; bias at most 2.  The stand-in counts what CuPy launches
-    around a matmul too (copies of non-contiguous operands, pointer arrays, casts)."""
+    free memory), so a convolution launches no more kernels for many images than for one (the
+    bench's 64 for mnist; 8 for the larger shapes, to keep the stand-in's host arithmetic short), on every
+    bench shape by every algorithm: at most 4 forward and 8 backward in float32 and float64; 1
+    and 3 by the direct kernels; and it writes at most 1.2 times what its algorithm must
+    materialise (:func:`_must_write`): no padded copies, zero fills, gather slots or temporaries.
+    The stand-in counts what CuPy launches around a matmul too (copies of non-contiguous
+    operands, pointer arrays, casts)."""
     from xpconv.tools.bench import CONV_SHAPES, conv_inputs, conv_op
 
-    budget = CONV_BUDGET[dtype]
-    for name in ("mnist", "cifar", "resnet", "stride2", "depthwise", "pointwise", "stride2-deep"):
+    for name in BENCH_CONVS:
         shape = CONV_SHAPES[name]
-        algorithms = ["im2col", "winograd"] if winograd_applies(shape.geometry()) else ["im2col"]
-        for algorithm in algorithms:
-            counts = set()
-            for n in (1, 512 if name == "mnist" else 8):
+        for algorithm in _algorithms(shape):
+            counts = []
+            for n in (1, 64 if name == "mnist" else 8):
                 inputs = conv_inputs(shape, "cuda", np.dtype(dtype).name, n=n)
                 forward, backward, _ = (conv_op(op, shape, *inputs, algorithm=algorithm) for op in shape.ops)
-                forward(), backward()  # device constants are copied on first use
-                counts.add((_launches(forward), _launches(backward)))
-            assert len(counts) == 1, (name, algorithm, counts)  # whatever the batch
-            ((fwd, bwd),) = counts
+                (fwd, fwd_bytes), (bwd, bwd_bytes) = _counted(forward), _counted(backward)
+                counts.append((fwd, bwd))
+                chosen = conv_plan(fake_cupy_module, shape.geometry(n), algorithm).algorithm
+                must_fwd, must_bwd = _must_write(shape, chosen, n, dtype)
+                assert fwd_bytes <= 1.2 * must_fwd, (name, algorithm, n, fwd_bytes / must_fwd)
+                assert bwd_bytes <= 1.2 * must_bwd, (name, algorithm, n, bwd_bytes / must_bwd)
+            # one chunk whatever the batch (a batch of one may skip the weight's repetition over images)
+            (fwd, bwd) = counts[-1]
+            assert counts[0][0] <= fwd and counts[0][1] <= bwd, (name, algorithm, counts)
+            budget = DIRECT_BUDGET if chosen == "direct" else CONV_BUDGET[dtype]
             assert fwd <= budget[0] and bwd <= budget[1], (name, algorithm, fwd, bwd)
-    rng = np.random.default_rng(0)
-    half = dtype == np.float16  # casts: x and the weight in; grad_output, x, the weight in and 3 gradients out
+
+
+def test_depthwise_and_small_layers_take_the_direct_kernels(fake_cupy_module):
+    from xpconv.tools.bench import CONV_SHAPES
+
+    chosen = {name: conv_plan(fake_cupy_module, CONV_SHAPES[name].geometry(), "auto").algorithm for name in BENCH_CONVS}
+    assert chosen == {
+        "mnist": "direct",  # 25 products an output
+        "cifar": "winograd",
+        "resnet": "winograd",
+        "stride2": "im2col",
+        "depthwise": "direct",  # 9
+        "pointwise": "im2col",
+        "stride2-deep": "im2col",
+    }
+    assert (
+        conv_plan(np, CONV_SHAPES["depthwise"].geometry(), "auto").algorithm == "im2col"
+    )  # the CPU has no direct kernel
+    with pytest.raises(ValueError, match="algorithm='direct' runs on CUDA only"):
+        xpconv.conv2d(np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3)), algorithm="direct")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [1, 32])
+def test_pooling_launches_one_kernel_each_way(fake_cupy_module, rng, batch, dtype):
+    """On CUDA a pooling is one kernel forward and one backward, whatever its window and batch;
+    the max pooling's gradient without the forward's indices finds them first (a second kernel)."""
+    to = _on("cuda")
+    x = to(random_array(rng, (batch, 8, 16, 16), dtype))
+    for k, s, p in [(2, 2, 1), (3, 2, 1), (4, 2, 2), (3, 1, 1), (5, 1, 2)]:
+        y, indices = xpconv.max_pool2d(x, k, s, p, return_indices=True)
+        go = to(random_array(rng, tuple(y.shape), dtype))
+        calls = [
+            (functools.partial(xpconv.max_pool2d, x, k, s, p), 1),
+            (functools.partial(xpconv.max_pool2d, x, k, s, p, return_indices=True), 1),
+            (functools.partial(xpconv.max_pool2d_backward, go, x, k, s, p, indices=indices), 1),
+            (functools.partial(xpconv.max_pool2d_backward, go, x, k, s, p), 2),
+            (functools.partial(xpconv.avg_pool2d, x, k, s, p), 1),
+            (functools.partial(xpconv.avg_pool2d_backward, go, x, k, s, p), 1),
+        ]
+        for call, expected in calls:
+            launches, written = _counted(call)
+            assert launches == expected, (k, s, p, call)
+            outputs = call()
+            assert (
+                written
+                == sum(a.nbytes for a in (outputs if isinstance(outputs, tuple) else (outputs,)))
+                + (expected - 1) * y.size * 8
+            )  # only the outputs (and the searched indices)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_and_bias_launch_budgets(fake_cupy_module, rng, dtype):
+    """dense at most 4 kernels each way (float16: casts of x and the weight in, and of the
+    three gradients out); bias at most 2."""
+    half = dtype == np.float16
     for n in (1, 512):
         x, w, b, go = (
             xpconv.to_device(random_array(rng, s, dtype), "cuda") for s in [(n, 64), (32, 64), (32,), (n, 32)]
@@ -294,6 +395,19 @@ def test_conv_dense_and_bias_launch_budgets(fake_cupy_module, dtype):
         assert _launches(functools.partial(xpconv.dense_backward, go, x, w)) <= 4 + 5 * half
         assert _launches(functools.partial(xpconv.bias_add, go, b)) <= 2
         assert _launches(functools.partial(xpconv.bias_backward, go)) <= 2 + half
+
+
+def test_transposed_convolution_launches(fake_cupy_module, rng):
+    to = _on("cuda")
+    for batch in (1, 32):
+        x = to(random_array(rng, (batch, 8, 16, 16), np.float32))
+        w = to(random_array(rng, (8, 4, 4, 4), np.float32))
+        b = to(random_array(rng, (4,), np.float32))
+        go = to(random_array(rng, (batch, 4, 32, 32), np.float32))
+        # forward: conv2d's input gradient (the output gradient's layout pass, a GEMM, col2im with the bias)
+        forward = functools.partial(xpconv.conv_transpose2d, x, w, b, stride=2, padding=1, algorithm="im2col")
+        backward = functools.partial(xpconv.conv_transpose2d_backward, go, x, w, stride=2, padding=1)
+        assert _counted(forward)[0] == 3 and _counted(backward)[0] <= 8
 
 
 def test_cuda_workspace_is_a_quarter_of_free_memory(fake_cupy_module):

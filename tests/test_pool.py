@@ -16,6 +16,7 @@ from cases import (
     avg_pool_args,
     check_avg_pool,
     check_max_pool,
+    check_max_pool_indices,
     max_pool_args,
     max_pool_input,
     max_pool_oracle,
@@ -30,6 +31,29 @@ DTYPES = [np.float64, np.float32, np.float16]
 @pytest.mark.parametrize("cfg", MAX_CASES)
 def test_max_pool_matches_oracle(rng, cfg, dtype, ties):
     check_max_pool(rng, cfg, dtype, ties)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", MAX_CASES)
+def test_max_pool_indices_route_the_oracles_gradient(rng, cfg, dtype):
+    check_max_pool_indices(rng, cfg, dtype)
+
+
+def test_max_pool_indices_are_checked(rng):
+    x = random_array(rng, (2, 3, 6, 6))
+    y, indices = xpconv.max_pool2d(x, 2, return_indices=True)
+    go = np.ones_like(y)
+    with pytest.raises(TypeError, match="indices must be int64"):
+        xpconv.max_pool2d_backward(go, x, 2, indices=indices.astype(np.int32))
+    with pytest.raises(ValueError, match=r"indices must have the forward output's shape \(2, 3, 3, 3\)"):
+        xpconv.max_pool2d_backward(go, x, 2, indices=indices[:, :, :2])
+    with pytest.raises(TypeError, match="return_indices must be True or False"):
+        xpconv.max_pool2d(x, 2, return_indices=1)
+    # an index that is no pixel of its window routes nothing (as on CUDA, where nothing is checked)
+    wrong = indices.copy()
+    wrong[0, 0, 0, 0] = 35
+    dx = xpconv.max_pool2d_backward(go, x, 2, indices=wrong)
+    assert dx[0, 0, :2, :2].sum() == 0 and dx[0, 0].sum() == 8
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -133,6 +157,9 @@ def test_max_pool_matches_torch(rng, cfg):
     yt.backward(torch.tensor(go))
     np.testing.assert_array_equal(xpconv.max_pool2d(x, **kw), yt.detach().numpy())
     assert_close(xpconv.max_pool2d_backward(go, x, **kw), xt.grad.numpy(), np.float64)
+    _, indices = xpconv.max_pool2d(x, **kw, return_indices=True)
+    _, torch_indices = torch.nn.functional.max_pool2d(torch.tensor(x), **kw, return_indices=True)
+    np.testing.assert_array_equal(indices, torch_indices.numpy())
 
 
 @pytest.mark.parametrize("cfg", AVG_CASES)

@@ -102,10 +102,11 @@ def test_transform_matrices_compute_a_correlation():
 
 def test_auto_chooses_by_the_documented_rule(rng):
     from xpconv._geometry import conv_geometry
-    from xpconv.conv import choose_algorithm
+    from xpconv._plan import conv_plan
 
     def choice(c, o, hw, k=3, **kw):
-        return choose_algorithm("auto", conv_geometry((1, c, hw, hw), (o, c, k, k), None, padding=k // 2, **kw))
+        g = conv_geometry((1, c, hw, hw), (o, c, k, k), None, padding=k // 2, **kw)
+        return conv_plan(np, g, "auto").algorithm
 
     assert choice(64, 64, 56) == "winograd"  # resnet
     assert choice(32, 64, 32) == "winograd"  # cifar
@@ -140,7 +141,7 @@ def test_winograd_where_it_does_not_apply(kwargs, words):
 
 def test_unknown_algorithm():
     x = np.zeros((1, 1, 5, 5))
-    with pytest.raises(ValueError, match="algorithm must be one of 'auto', 'im2col', 'winograd', got 'fft'"):
+    with pytest.raises(ValueError, match="algorithm must be one of 'auto', 'im2col', 'winograd', 'direct', got 'fft'"):
         xpconv.conv2d(x, x[:, :, :3, :3], algorithm="fft")
 
 

@@ -16,7 +16,7 @@ ArrayLike: TypeAlias = Any  # an Array, or anything numpy.asarray takes (nested 
 Device: TypeAlias = str  # "cpu", "cuda" or "cuda:N"
 IntPair: TypeAlias = Union[int, tuple[int, int]]  # one value for both axes, or (height, width)
 Padding: TypeAlias = Union[int, tuple[int, int], Literal["valid", "same"]]
-Algorithm: TypeAlias = Literal["auto", "im2col", "winograd"]
+Algorithm: TypeAlias = Literal["auto", "im2col", "winograd", "direct"]
 DTypeLike: TypeAlias = Union[str, type, np.dtype]  # "float32", np.float32, np.dtype("float32")
 
 

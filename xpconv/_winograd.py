@@ -22,6 +22,9 @@ The points set the rounding error.  Measured float32 forward error (max error / 
 scaled 1/√(9C)) for F(4×4, 3×3): points 0, ±1, ±2 give 3.7e-6, 1.1e-5, 7.7e-6 at C = 64, 256, 512;
 points 0, 1, −1, ½, −2 give 1.9e-6, 3.0e-6, 2.6e-6 (PyTorch's direct float32 convolution: 2.6e-6
 at C = 512).  So F(4×4, 3×3) uses 0, 1, −1, ½, −2; F(2×2, 3×3) uses 0, 1, −1.
+
+This module runs it on NumPy; on CUDA each transform is a kernel that gathers its own tiles
+(:mod:`xpconv._cuda.winograd`), with these matrices.
 """
 
 from __future__ import annotations
@@ -45,11 +48,6 @@ from .bias import add_bias, bias_grad
 POINTS = {4: (0.0, 1.0, -1.0, 0.5, -2.0), 2: (0.0, 1.0, -1.0)}
 R = 3  # kernel size
 TILE = 4  # xpconv uses F(4×4, 3×3): 4× fewer multiplications than the direct convolution
-
-
-def winograd_applies(g: ConvGeometry) -> bool:
-    """Winograd F(m×m, 3×3) here: a 3×3 kernel, stride 1, dilation 1, no groups (any padding)."""
-    return (g.kh, g.kw, g.stride, g.dilation, g.groups) == (3, 3, (1, 1), (1, 1), 1)
 
 
 @dataclass(frozen=True)
@@ -127,7 +125,7 @@ def filter_gradient(xp: ModuleType, grad_transformed: Array, m: int, out: Array)
     return out
 
 
-# Tiles are gathered and scattered by ``take`` with precomputed flat pixel indices rather than by
+# On NumPy, tiles are gathered and scattered by ``take`` with precomputed flat pixel indices rather than by
 # a strided slice per tile offset: on NumPy a strided copy whose innermost run is short (a row of
 # 14 tiles) holds the GIL, so two worker threads ran their copies one after the other, while
 # ``take`` releases it.  Measured on 2 cores, resnet forward: 95-120 ms with strided slices on 2
@@ -141,7 +139,7 @@ def tile_index(width: int, plane: int, batch: int, size: int, m: int, th: int, t
     tiles every ``m`` pixels; shape (size²·batch·th·tw,) ordered (i, j, b, s, t).  ``size = m + 2``
     gathers the overlapping input tiles, ``size = m`` the output-gradient tiles."""
     i, j, b, s, t = np.meshgrid(*(np.arange(k) for k in (size, size, batch, th, tw)), indexing="ij")
-    return (b * plane + (s * m + i) * width + t * m + j).reshape(-1)
+    return _read_only((b * plane + (s * m + i) * width + t * m + j).reshape(-1))
 
 
 @functools.lru_cache(maxsize=64)
@@ -152,7 +150,13 @@ def output_tile_index(oh: int, ow: int, batch: int, m: int, th: int, tw: int) ->
     b, row, col = np.meshgrid(np.arange(batch), np.arange(oh), np.arange(ow), indexing="ij")
     s, p = np.divmod(row, m)
     t, q = np.divmod(col, m)
-    return (((p * m + q) * batch + b) * th * tw + s * tw + t).reshape(-1)
+    return _read_only((((p * m + q) * batch + b) * th * tw + s * tw + t).reshape(-1))
+
+
+def _read_only(index: np.ndarray) -> np.ndarray:
+    """A cached index, shared by the worker threads: never written."""
+    index.setflags(write=False)
+    return index
 
 
 def take_into(xp: ModuleType, source: Array, index: Array, out: Array) -> Array:
@@ -160,83 +164,8 @@ def take_into(xp: ModuleType, source: Array, index: Array, out: Array) -> Array:
 
     NumPy's default ``mode="raise"`` first copies ``out`` into a temporary (so that a bad index
     leaves it untouched): a second pass and an allocation the size of ``out``; ``mode="clip"``
-    writes in place.  CuPy's ``take`` has no ``mode`` and writes in place."""
-    if xp is np:
-        return np.take(source, index, axis=-1, out=out, mode="clip")
-    return xp.take(source, index, axis=-1, out=out)
-
-
-# On CUDA a gather is one ``take`` from the unpadded batch with an index of flat places built once
-# per geometry and batch and kept on the device (int32, as large as the tiles it gathers), plus one
-# scatter of zeros into the places that fall in the padding: two kernels where padding the batch
-# first and gathering per channel took three.  The layouts are chosen so that every GEMM after it
-# reads C-contiguous operands (CuPy's batched matmul copies any other).
-
-
-@functools.lru_cache(maxsize=16)
-def tile_places(
-    shape: tuple[int, ...], top: int, left: int, size: int, m: int, th: int, tw: int, channels_last: bool
-) -> np.ndarray:
-    """For ``size × size`` tiles every ``m`` pixels (``th × tw`` of them) over a (B, C, H, W) batch
-    shifted by ``top`` rows and ``left`` columns of zero padding (and zero-extended at the bottom
-    and right as far as the tiles reach): the flat place in the batch that offset (i, j) of tile
-    (s, t) of channel c of image b reads, ``((b·C + c)·H + s·m + i - top)·W + t·m + j - left``, or
-    -1 in the padding; laid out (i, j, C, B, th, tw), or (i, j, B, th, tw, C) with ``channels_last``."""
-    n, c, h, w = shape
-    i, j, ch, b, s, t = (np.arange(k).reshape([-1 if d == axis else 1 for d in range(6)])
-                         for axis, k in enumerate((size, size, c, n, th, tw)))  # fmt: skip
-    row, col = s * m + i - top, t * m + j - left
-    inside = (row >= 0) & (row < h) & (col >= 0) & (col < w)
-    places = np.broadcast_to(np.where(inside, ((b * c + ch) * h + row) * w + col, -1), (size, size, c, n, th, tw))
-    if channels_last:
-        places = places.transpose(0, 1, 3, 4, 5, 2)  # (i, j, C, B, th, tw) -> (i, j, B, th, tw, C)
-    small = n * c * h * w < 2**31  # int32 indices where they reach every place
-    return np.ascontiguousarray(places, dtype=np.int32 if small else np.intp).reshape(-1)  # -> (a²·C·B·T,)
-
-
-def _tile_gather_index(*args) -> np.ndarray:
-    """:func:`tile_places` with the padding's places pointing at place 0 (zeroed after the take)."""
-    return np.maximum(tile_places(*args), 0)
-
-
-def _tile_padding_positions(*args) -> np.ndarray:
-    """Where :func:`tile_places` reads padding (positions in the gathered tiles)."""
-    return np.flatnonzero(tile_places(*args) < 0)
-
-
-def gather_tiles(
-    xp: ModuleType,
-    chunk: Array,
-    pad: tuple[int, int],
-    size: int,
-    th: int,
-    tw: int,
-    out: Array,
-    channels_last: bool = False,
-) -> Array:
-    """CUDA: the ``size × size`` tiles of a (B, C, H, W) chunk, zero-padded by ``pad = (top, left)``,
-    gathered into ``out`` laid out as :func:`tile_places` says: one take and at most one scatter."""
-    args = (tuple(chunk.shape), *pad, size, TILE, th, tw, channels_last)
-    flat = out.reshape(-1)  # any layout -> (tiles·pixels,), a view
-    xp.take(chunk.reshape(-1), constant(xp, _tile_gather_index, *args), out=flat)  # (B, C, H, W) -> (B·C·H·W,)
-    padding = constant(xp, _tile_padding_positions, *args)
-    if padding.size:
-        flat[padding] = 0
-    return out
-
-
-@functools.lru_cache(maxsize=16)
-def output_places(o: int, batch: int, oh: int, ow: int, m: int, th: int, tw: int) -> np.ndarray:
-    """For each output pixel (b, o, row, col), its place in the output transform's result laid out
-    (m, m, O, B, th, tw): ``((((p·m + q)·O + o)·B + b)·th + s)·tw + t`` with ``row = s·m + p``,
-    ``col = t·m + q``; int32 where that reaches, shape (B·O·oh·ow,)."""
-    b, ch, row, col = (np.arange(k).reshape([-1 if d == axis else 1 for d in range(4)])
-                       for axis, k in enumerate((batch, o, oh, ow)))  # fmt: skip
-    s, p = np.divmod(row, m)
-    t, q = np.divmod(col, m)
-    places = ((((p * m + q) * o + ch) * batch + b) * th + s) * tw + t  # (B, O, oh, ow)
-    small = m * m * o * batch * th * tw < 2**31  # int32 indices where they reach every place
-    return places.astype(np.int32 if small else np.intp).reshape(-1)  # (B, O, oh, ow) -> (B·O·oh·ow,)
+    writes in place."""
+    return np.take(source, index, axis=-1, out=out, mode="clip")
 
 
 # --- the chunk loops ------------------------------------------------------------------------
@@ -267,18 +196,12 @@ def _channel_major(xp, x, batch: slice, g_tiles: ConvGeometry, slot: str, dtype)
     return x_pad
 
 
-def _input_transform(xp, x, batch: slice, g: ConvGeometry, th: int, tw: int, dtype, channels_last: bool = False):
-    """The chunk's input tiles after ``Bᵀ d B``, in this thread's scratch: -> (a², C, B·th·tw)
-    (a view of (C, a², B·T) on NumPy), or on CUDA with ``channels_last`` (a², B·T, C)."""
+def _input_transform(xp, x, batch: slice, g: ConvGeometry, th: int, tw: int, dtype):
+    """The chunk's input tiles after ``Bᵀ d B``, in this thread's scratch: -> (a², C, B·th·tw),
+    a view of (C, a², B·T)."""
     m, c = TILE, g.c
     a, b, t = m + 2, batch.stop - batch.start, th * tw
     k_in = kron(xp, m, "input", dtype)  # (a², a²)
-    if xp is not np:
-        d = scratch(xp, "wino_d", (a * a, c * b * t), dtype)
-        gather_tiles(xp, x[batch].astype(dtype, copy=False), (g.pad[0], g.pad[2]), a, th, tw, d, channels_last)
-        u = xp.matmul(k_in, d, out=scratch(xp, "wino_u", (a * a, c * b * t), dtype))  # (a², a²) @ (a², C·B·T)
-        # (a², C·B·T) -> (a², B·T, C) or (a², C, B·T), as gathered
-        return u.reshape(a * a, b * t, c) if channels_last else u.reshape(a * a, c, b * t)
     g_tiles, _, _ = _tiled_geometry(g)
     hp, wp = g_tiles.padded
     x_pad = _channel_major(xp, x, batch, g_tiles, "x_pad", dtype)  # (C, B, Hp, Wp)
@@ -303,8 +226,9 @@ def _scratch_per_sample(g: ConvGeometry, g_tiles: ConvGeometry, th: int, tw: int
 
 # In the output transform Aᵀ M A, the frequency at point (1, 1) reaches every output pixel of the
 # tile with weight 1 (column 1 of Aᵀ is x = 1 to the powers 0..m-1), so adding the bias there adds
-# it to the whole tile: O·tiles additions instead of O·pixels.
-_ALL_ONES_FREQUENCY = 1 * (TILE + 2) + 1
+# it to the whole tile: O·tiles additions instead of O·pixels; and, the adjoint, the bias gradient
+# is the sum of the output gradient's transform at that frequency.
+ALL_ONES_FREQUENCY = 1 * (TILE + 2) + 1
 
 
 def winograd_forward(
@@ -325,15 +249,8 @@ def winograd_forward(
         prod = scratch(xp, "wino_m", (a * a, g.o, b * t), acc)
         xp.matmul(w_t, u, out=prod)  # (a², O, C) @ (a², C, B·T) -> (a², O, B·T)
         if bias is not None:
-            ones = prod[_ALL_ONES_FREQUENCY]  # (O, B·T), a view
+            ones = prod[ALL_ONES_FREQUENCY]  # (O, B·T), a view
             add_bias(xp, ones, bias, 0, out=ones)
-        if xp is not np:  # one product, then one take straight into y
-            out = xp.matmul(
-                k_out, prod.reshape(a * a, g.o * b * t), out=scratch(xp, "wino_y", (m * m, g.o * b * t), acc)
-            )  # (m², a²) @ (a², O·B·T): prod (a², O, B·T) flattened -> (m², O·B·T)
-            places = constant(xp, output_places, g.o, b, oh, ow, m, th, tw)  # (B·O·oh·ow,)
-            xp.take(out.reshape(-1), places, out=y[batch].reshape(-1))  # (m², O, B, T) -> (B, O, oh, ow)
-            return
         out = scratch(xp, "wino_y", (g.o, m * m, b * t), acc)
         xp.matmul(k_out, prod.transpose(1, 0, 2), out=out)  # (m², a²) @ (O, a², B·T) -> (O, m², B·T)
         to_pixels = constant(xp, output_tile_index, oh, ow, b, m, th, tw)  # (B·oh·ow,) places in the tiles
@@ -365,12 +282,6 @@ def winograd_weight_gradient(
         b = batch.stop - batch.start
         go = grad_output[batch].astype(acc, copy=False)
         grad_b_part = None if grad_b is None else bias_grad(go, 1, acc, out=total.into(1, batch))
-        if xp is not np:  # every operand laid out for C-contiguous products
-            u = _input_transform(xp, x, batch, g, th, tw, acc, channels_last=True)  # (a², B·T, C)
-            dy = gather_tiles(xp, go, (0, 0), m, th, tw, scratch(xp, "wino_dy", (m * m, g.o * b * t), acc))
-            dm = xp.matmul(k_out_t, dy, out=scratch(xp, "wino_m", (a * a, g.o * b * t), acc))  # (a², m²) @ (m², O·B·T)
-            part = xp.matmul(dm.reshape(a * a, g.o, b * t), u, out=total.into(0, batch))  # (a², O, B·T) @ (a², B·T, C)
-            return part, grad_b_part
         u = _input_transform(xp, x, batch, g, th, tw, acc)  # (a², C, B·T), a view
         # the input tiles' slots are free again: x_pad and wino_y take the output-gradient tiles
         go_pad = _channel_major(xp, grad_output, batch, g_dy, "x_pad", acc)  # (O, B, th·m, tw·m)

@@ -1,4 +1,4 @@
-"""2-D convolution (cross-correlation, PyTorch layout): im2col + batched matmul, or Winograd.
+"""2-D convolution (cross-correlation, PyTorch layout): im2col + batched matmul, Winograd, or direct.
 
 Notation: input ``x`` is ``(N, C, H, W)``, ``weight`` is ``(O, C/groups, kh, kw)``, output
 ``y`` is ``(N, O, oh, ow)`` with, per spatial axis,
@@ -8,36 +8,37 @@ Notation: input ``x`` is ``(N, C, H, W)``, ``weight`` is ``(O, C/groups, kh, kw)
 and ``y[n, o, p, q] = bias[o] + Σ_{c, i, j} x_pad[n, g·Cg + c, p·sh + i·dh, q·sw + j·dw] · weight[o, c, i, j]``
 where ``g = o // (O / groups)`` is the group of output channel ``o`` and ``Cg = C / groups``.
 
+How a call runs is decided once, by :func:`xpconv._plan.conv_plan`: the device, the algorithm,
+the im2col layout and the route of the input gradient, read by the forward and both gradients.
 The batch is processed in chunks whose scratch memory stays within a workspace limit
 (64 MiB by default on the CPU, a quarter of the free memory on CUDA: :mod:`xpconv._chunking`)
 whatever the batch size; on the CPU the chunks are also kept small enough
-to stay in cache (:mod:`xpconv._chunking`), and run on one worker thread per core
-(:mod:`xpconv._parallel`).  This module holds the im2col path and the choice of algorithm;
-Winograd's transforms and chunk loops are in :mod:`xpconv._winograd`.
+to stay in cache, and run on one worker thread per core (:mod:`xpconv._parallel`).  This module
+holds the im2col path; Winograd is in :mod:`xpconv._winograd` (NumPy) and
+:mod:`xpconv._cuda.winograd`, the direct kernels in :mod:`xpconv._cuda.direct`.
 """
 
 from __future__ import annotations
 
-import math
 from types import ModuleType
-
-import numpy as np
 
 from ._backend import device_scope
 from ._checks import as_bool, check_arrays, compute_dtype
 from ._chunking import CACHE_CHUNK_BYTES, DEFAULT_WORKSPACE_BYTES, batch_chunks, workspace_limit
+from ._cuda import direct as cuda_direct
+from ._cuda import winograd as cuda_winograd
 from ._geometry import ConvGeometry, conv_geometry, transposed_geometry
 from ._parallel import ChunkSum, blas_single_threaded, map_chunks
-from ._patches import col2im, gather_sum, im2col, pad_input, windows
+from ._patches import channel_major, col2im, folded_col2im, folded_output, folded_patches, im2col, pad_input
+from ._plan import ALGORITHMS, ConvPlan, conv_plan, winograd_applies
 from ._types import Algorithm, Array, Gradients, IntPair, Padding
-from ._winograd import winograd_applies, winograd_forward, winograd_weight_gradient
+from ._winograd import winograd_forward, winograd_weight_gradient
 from ._workspace import scratch
 from .bias import add_bias, bias_grad
 
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_WORKSPACE_BYTES",
-    "choose_algorithm",
     "conv2d",
     "conv2d_backward",
     "forward_pass",
@@ -45,8 +46,6 @@ __all__ = [
     "weight_gradient",
     "winograd_applies",
 ]
-
-ALGORITHMS = ("auto", "im2col", "winograd")
 
 
 def _scratch_per_sample(g: ConvGeometry, itemsize: int, backward: bool) -> int:
@@ -58,37 +57,6 @@ def _scratch_per_sample(g: ConvGeometry, itemsize: int, backward: bool) -> int:
     if not backward:
         return (padded + patches) * itemsize
     return (2 * (padded + patches) + g.o * (g.c // g.groups) * g.kh * g.kw) * itemsize
-
-
-# "auto" picks Winograd where it measured faster than im2col: train step (forward + backward) on
-# 2 cores, NumPy/OpenBLAS, float32, side by side; im2col time / Winograd time:
-#   64x32x32x32->64 (cifar) 1.32;  32x64x28x28->64 1.57;  16x128x14x14->128 1.43;
-#   8x256x7x7->256 0.91;  32x16x28x28->16 0.86;  32x16x8x8->32 0.83;  32x8x32x32->16 0.78;
-#   32x3x32x32->16 0.50;  resnet 32x64x56x56->64: forward 1.5, backward 1.5.
-# Its transforms cost memory passes in proportion to the channels while its GEMMs save
-# multiplications in proportion to their product, so few channels favour im2col; on small
-# outputs the last row and column of 4x4 tiles are mostly padding (7x7 -> 8x8 computed).
-# Hence: both channel counts >= 32 and outputs of at least 12x12 pixels.
-WINOGRAD_MIN_CHANNELS = 32
-WINOGRAD_MIN_PIXELS = 12 * 12
-
-
-def choose_algorithm(algorithm: str, g: ConvGeometry) -> str:
-    """``"im2col"`` or ``"winograd"`` for ``algorithm``; ``"auto"`` takes Winograd F(4×4, 3×3) where
-    it applies (3×3, stride 1, dilation 1, groups 1), both channel counts are at least 32 and the
-    output has at least 12×12 pixels (the measurements above), im2col elsewhere."""
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
-    if algorithm == "winograd" and not winograd_applies(g):
-        raise ValueError(
-            "algorithm='winograd' needs a 3x3 kernel, stride 1, dilation 1 and groups=1; got kernel "
-            f"{g.kh}x{g.kw}, stride {g.stride}, dilation {g.dilation}, groups={g.groups}"
-        )
-    if algorithm == "auto":
-        oh, ow = g.out
-        large = min(g.c, g.o) >= WINOGRAD_MIN_CHANNELS and oh * ow >= WINOGRAD_MIN_PIXELS
-        return "winograd" if winograd_applies(g) and large else "im2col"
-    return algorithm
 
 
 def conv2d(
@@ -120,13 +88,15 @@ def conv2d(
         Upper bound on the scratch memory (padded copies and patch matrices) held at once
         beyond inputs and outputs, default 64 MiB on the CPU and a quarter of the device's free
         memory (at most 16 GiB) on CUDA; the batch is processed in chunks that fit.
-    algorithm : ``"auto"``, ``"im2col"`` or ``"winograd"``
+    algorithm : ``"auto"``, ``"im2col"``, ``"winograd"`` or ``"direct"``
         ``"im2col"``: patches and one GEMM (the tightest float32 error).  ``"winograd"``:
         F(4×4, 3×3) minimal filtering, 4× fewer multiplications, for 3×3 kernels with stride 1,
         dilation 1 and groups 1 (a ``ValueError`` elsewhere); float32 error within 1e-5 of the
-        output's largest magnitude.  ``"auto"`` (default): Winograd where it applies and both
+        output's largest magnitude.  ``"direct"`` (CUDA only): one kernel summing each output's
+        products, for depthwise and other small layers.  ``"auto"`` (default): on CUDA, direct
+        where each output sums at most 32 products; then Winograd where it applies and both
         channel counts are at least 32 and the output has at least 12×12 pixels (where it
-        measured faster on the CPU), im2col elsewhere.
+        measured faster on the CPU), im2col elsewhere (:mod:`xpconv._plan` says why).
 
     Returns
     -------
@@ -158,24 +128,39 @@ def conv2d(
         groups=groups,
     )
     limit = workspace_limit(workspace_bytes, x)
-    method = choose_algorithm(algorithm, g)
+    plan = conv_plan(xp, g, algorithm, dtype)
     with device_scope(x), blas_single_threaded(xp):
-        return forward_pass(xp, x, weight, bias, g, limit, method).astype(dtype, copy=False)
+        return forward_pass(xp, x, weight, bias, g, limit, plan).astype(dtype, copy=False)
+
+
+def _contiguous(xp: ModuleType, *arrays: Array | None) -> list[Array | None]:
+    """On CUDA, the arrays as the kernels index them (C-contiguous; a copy only where not)."""
+    return [None if a is None else xp.ascontiguousarray(a) for a in arrays]
 
 
 def forward_pass(
-    xp: ModuleType, x: Array, weight: Array, bias: Array | None, g: ConvGeometry, limit: int, method: str
+    xp: ModuleType, x: Array, weight: Array, bias: Array | None, g: ConvGeometry, limit: int, plan: ConvPlan
 ) -> Array:
-    """The convolution of checked arguments, in the compute dtype (float32 for float16), by
-    ``method`` (``"im2col"`` or ``"winograd"``); the caller holds the device and BLAS scopes."""
+    """The convolution of checked arguments by ``plan``, on the CPU in the compute dtype (float32
+    for float16), on CUDA in ``x``'s dtype; the caller holds the device and BLAS scopes."""
     acc = compute_dtype(x.dtype)
+    if plan.on_cuda:
+        x, weight, bias = _contiguous(xp, x, weight, bias)
+        if plan.algorithm == "direct":
+            return cuda_direct.forward(xp, x, weight, bias, g)
+        y = xp.empty(g.output_shape, dtype=x.dtype)
+        if plan.algorithm == "winograd":
+            u = cuda_winograd.filter_transform(xp, weight, g, transposed=False)  # (a², O, C)
+            return cuda_winograd.forward(xp, x, u, bias, y, g, limit)
+        _gemm_forward(xp, x, weight.astype(acc, copy=False), bias, y, g, limit, plan)
+        return y
     y = xp.empty(g.output_shape, dtype=acc)
     weight = xp.ascontiguousarray(weight.astype(acc, copy=False))  # small; strided views would keep GEMMs off BLAS
     bias = None if bias is None else bias.astype(acc, copy=False)
-    if method == "winograd":
+    if plan.algorithm == "winograd":
         winograd_forward(xp, x, weight, bias, y, g, limit)
     else:
-        _gemm_forward(xp, x, weight, bias, y, g, limit)
+        _gemm_forward(xp, x, weight, bias, y, g, limit, plan)
     return y
 
 
@@ -191,12 +176,6 @@ def forward_pass(
 FORWARD_CACHE_BYTES = 3 * 2**20
 
 
-def _forward_cache_bytes(g: ConvGeometry) -> int:
-    """The CPU chunk target of :func:`_gemm_forward`: FORWARD_CACHE_BYTES for its per-sample
-    GEMMs, CACHE_CHUNK_BYTES where the batch is folded into them (grouped convolutions)."""
-    return CACHE_CHUNK_BYTES if _folds(np, g) else FORWARD_CACHE_BYTES
-
-
 def _patch_matrices(xp, x, batch: slice, g: ConvGeometry, dtype):
     """The chunk's padded copy and patches, in this thread's scratch: -> (B, G, Cg·kh·kw, oh·ow)."""
     b = batch.stop - batch.start
@@ -206,18 +185,22 @@ def _patch_matrices(xp, x, batch: slice, g: ConvGeometry, dtype):
     return cols.reshape(b, g.groups, g.c // g.groups * g.kh * g.kw, oh * ow)  # (B, C, kh, kw, oh, ow) -> (B, G, K, P)
 
 
-def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, limit: int):
+def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, limit: int, plan: ConvPlan):
     """Per chunk of the batch (its scratch within ``limit``): im2col, then one GEMM per sample and
-    group, written into ``y``, plus the bias (when not ``None``).  On CUDA, and for grouped
-    convolutions on the CPU, the batch is folded into the GEMMs instead (:func:`_gemm_forward_folded`)."""
-    per_sample = _per_sample(xp, g, y.dtype.itemsize, backward=False)
-    chunks = batch_chunks(g.n, per_sample, limit, xp, _forward_cache_bytes(g))
+    group, written into ``y``, plus the bias (when not ``None``).  Where the plan folds the batch
+    into the GEMMs (CUDA; grouped convolutions on the CPU), :func:`_gemm_forward_folded` instead."""
+    acc = compute_dtype(x.dtype)
     oh, ow = g.out
     og, k = g.o // g.groups, g.c // g.groups * g.kh * g.kw
     w_g = weight.reshape(g.groups, og, k)  # (O, Cg, kh, kw) -> (G, Og, K)
-    if _folds(xp, g):
-        _gemm_forward_folded(xp, x, w_g, bias, y, g, chunks)
+    if plan.layout != "per-sample":
+        per_sample = _per_sample(plan, g, acc.itemsize, backward=False)
+        chunks = batch_chunks(g.n, per_sample, limit, xp, CACHE_CHUNK_BYTES)
+        folded = _gemm_forward_pointwise if plan.layout == "pointwise" else _gemm_forward_folded
+        folded(xp, x, w_g, bias, y, g, chunks)
         return
+    per_sample = _scratch_per_sample(g, acc.itemsize, backward=False)
+    chunks = batch_chunks(g.n, per_sample, limit, xp, FORWARD_CACHE_BYTES)
 
     def run(batch):
         b = batch.stop - batch.start
@@ -239,71 +222,115 @@ def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, limit: int):
 # in the rows, the chunk's images side by side in the columns.  Each GEMM then covers the whole
 # chunk: the forward is one product (G, Og, K) @ (G, K, B·P); the weight gradient is one product
 # (G, Og, B·P) @ (G, B·P, K), its sum over the batch done by the GEMM, with no per-sample
-# partials; the input gradient is one product and one gather.  With one group these are 2-D
+# partials; the input gradient is one product and col2im.  With one group these are 2-D
 # products, whose transposed operands cuBLAS reads in place.  On the CPU the same layout gives
-# grouped convolutions larger GEMMs than one sample's (:func:`_folds`); there col2im stays the
-# per-offset loop.
+# grouped convolutions larger GEMMs than one sample's.  The steps around the GEMMs are
+# _patches.py's folded_* functions: NumPy copies, or one CUDA kernel each.
 
 
-def _folded_patches(xp, x, batch: slice, g: ConvGeometry, dtype):
-    """The chunk's patches with the images side by side, in scratch: -> (G, Cg·kh·kw, B·oh·ow).
-    One copy of the padded chunk's windows (which also casts a float16 input to ``dtype``)."""
-    b = batch.stop - batch.start
-    oh, ow = g.out
-    x_pad = pad_input(xp, x[batch], g, out=scratch(xp, "x_pad", (b, g.c, *g.padded), x.dtype))
-    cols = scratch(xp, "cols", (g.c, g.kh, g.kw, b, oh, ow), dtype)
-    cols[...] = windows(xp, x_pad, g).transpose(1, 2, 3, 0, 4, 5)  # (B, C, kh, kw, oh, ow) -> (C, kh, kw, B, oh, ow)
-    return cols.reshape(g.groups, g.c // g.groups * g.kh * g.kw, b * oh * ow)  # -> (G, K, B·P)
-
-
-def _folded_scratch_per_sample(g: ConvGeometry, itemsize: int, backward: bool) -> int:
-    """Bytes of scratch one sample needs on CUDA: its padded copy, patches and output-sized
-    product; in the backward also the output gradient's copy, the patch gradient (one zero
-    offset more) and the gathered contributions of every padded pixel (``M`` each)."""
-    oh, ow = g.out
-    padded = g.c * g.padded[0] * g.padded[1]
-    patches = g.c * g.kh * g.kw * oh * ow
+def _folded_scratch_per_sample(g: ConvGeometry, itemsize: int, backward: bool, on_cuda: bool) -> int:
+    """Bytes of scratch one sample needs in the folded layout: its patches and output-sized
+    product (on the CPU also its padded copy); in the backward its output gradient's copy, the
+    patches and their gradient (on the CPU also the padded copy and its gradient)."""
+    pixels = g.out[0] * g.out[1]
+    padded = 0 if on_cuda else g.c * g.padded[0] * g.padded[1]  # the kernels fold the padding in
+    patches = g.c * g.kh * g.kw * pixels
     if not backward:
-        return (padded + patches + g.o * oh * ow) * itemsize
-    # the most windows reading one padded pixel (M of gather_sum): offsets i with i·d ≡ y (mod s)
-    m = math.prod(-(-k // (s // math.gcd(s, d))) for k, s, d in zip((g.kh, g.kw), g.stride, g.dilation, strict=True))
-    return (2 * padded + 2 * patches + g.c * oh * ow + g.o * oh * ow + m * padded) * itemsize
+        return (padded + patches + g.o * pixels) * itemsize
+    return (2 * padded + 2 * patches + g.o * pixels) * itemsize
 
 
-def _folds(xp: ModuleType, g: ConvGeometry) -> bool:
-    """Whether the im2col path folds the batch into its GEMMs: always on CUDA (below); on the CPU
-    for grouped convolutions, whose per-sample products are one group's few channels.  Measured
-    on 2 cores in one process, alternating blocks of 4 calls (after a warm call) over 10 rounds,
-    folded / per-sample time, median (2nd-9th of 10): depthwise forward 0.85 (0.83-0.88), backward
-    0.93 (0.85-0.94); but stride2 forward 1.09 (1.05-1.20), backward 0.98 (0.92-1.16);
-    stride2-deep 0.98 / 1.00; transposed (stride 2) 1.02 / 1.04: so not for strides."""
-    return xp is not np or g.groups > 1
-
-
-def _per_sample(xp: ModuleType, g: ConvGeometry, itemsize: int, backward: bool) -> int:
-    """Scratch bytes per sample of the im2col path on ``xp``'s device."""
-    if not _folds(xp, g):
+def _per_sample(plan: ConvPlan, g: ConvGeometry, itemsize: int, backward: bool) -> int:
+    """Scratch bytes per sample of the im2col path the plan takes."""
+    if plan.layout == "per-sample":
         return _scratch_per_sample(g, itemsize, backward)
-    return _folded_scratch_per_sample(g, itemsize, backward)
+    if plan.layout == "pointwise":  # the weight repeated; in the backward also its products and x's transpose
+        return (
+            g.o * g.c // g.groups * (2 if backward else 1) + (g.c * g.out[0] * g.out[1] if backward else 0)
+        ) * itemsize
+    return _folded_scratch_per_sample(g, itemsize, backward, plan.on_cuda)
+
+
+def _grouped_product(xp, a, b, out):
+    """``a @ b`` per group, (G, M, L) @ (G, L, N) -> (G, M, N), into ``out``.  With one group a 2-D
+    product, whose transposed operands the BLAS reads in place; with more, batched (the caller
+    makes the operands C-contiguous: CuPy would copy them on every call)."""
+    if a.shape[0] == 1:
+        xp.matmul(a[0], b[0], out=out[0])  # (M, L) @ (L, N) -> (M, N)
+        return out
+    return xp.matmul(a, b, out=out)
 
 
 def _gemm_forward_folded(xp, x, w_g, bias, y, g: ConvGeometry, chunks):
-    """Per chunk: the patches (G, K, B·P), one product with the weight ``w_g`` (G, Og, K), and its
-    transpose into ``y`` with the bias: five kernels with padding, whatever the batch."""
+    """Per chunk: the patches (G, K, B·P), one product with the weight ``w_g`` (G, Og, K), and the
+    product to ``y`` with the bias."""
     oh, ow = g.out
-    og = w_g.shape[1]
+    og, acc = w_g.shape[1], w_g.dtype
+    w_g = w_g if g.groups == 1 else xp.ascontiguousarray(w_g)
 
     def run(batch):
         b = batch.stop - batch.start
-        cols = _folded_patches(xp, x, batch, g, y.dtype)
-        prod = xp.matmul(w_g, cols, out=scratch(xp, "prod", (g.groups, og, b * oh * ow), y.dtype))  # -> (G, Og, B·P)
-        out = prod.reshape(g.o, b, oh, ow).transpose(1, 0, 2, 3)  # (G, Og, B·P) -> (O, B, oh, ow) -> (B, O, oh, ow)
-        if bias is None:
-            y[batch] = out
-        else:
-            add_bias(xp, out, bias, 1, out=y[batch])
+        cols = folded_patches(xp, x, batch, g, acc)  # (G, K, B·P)
+        prod = _grouped_product(xp, w_g, cols, scratch(xp, "prod", (g.groups, og, b * oh * ow), acc))  # (G, Og, B·P)
+        folded_output(xp, prod.reshape(g.o, b * oh * ow), bias, y[batch])  # (G, Og, B·P) -> (O, B·P)
 
     map_chunks(xp, run, chunks)
+
+
+# --- 1×1 convolutions on CUDA: per-image GEMMs on the input itself ----------------------------
+#
+# With a 1×1 kernel, stride 1 and no padding, an image's patches are the image: y[b] = W · x[b].
+# One strided-batched GEMM over the chunk's images (and groups) computes them all, reading x and
+# writing y in NCHW, with the weight repeated over the chunk (CuPy would otherwise build pointer
+# arrays for a weight broadcast over the batch): O·C values an image where the folded layout
+# copies the input, C·P values (the plan takes this layout where O < P).
+
+
+def _repeated(xp, w_g, b: int):
+    """The weight (G, M, L) repeated over ``b`` images, C-contiguous: -> (b, G, M, L)."""
+    return xp.ascontiguousarray(xp.broadcast_to(w_g, (b, *w_g.shape)))
+
+
+def _gemm_forward_pointwise(xp, x, w_g, bias, y, g: ConvGeometry, chunks):
+    """Per chunk: one GEMM per image and group, (G, Og, Cg) @ (G, Cg, P), into ``y``, plus the bias."""
+    p = g.out[0] * g.out[1]
+    og, cg = w_g.shape[1:]
+
+    def run(batch):
+        b = batch.stop - batch.start
+        out = y[batch].reshape(b, g.groups, og, p)  # (B, O, oh, ow) -> (B, G, Og, P), a view
+        xp.matmul(_repeated(xp, w_g, b), x[batch].reshape(b, g.groups, cg, p), out=out)  # (B, C, H, W) -> (B, G, Cg, P)
+        if bias is not None:
+            add_bias(xp, y[batch], bias, 1, out=y[batch])
+
+    map_chunks(xp, run, chunks)
+
+
+def _gemm_backward_pointwise(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGeometry, chunks):
+    """Per chunk: the input gradient as one GEMM per image and group, ``wᵀ · go[b]``, into
+    ``grad_x``; the weight gradient as one GEMM per image and group, ``go[b] · x[b]ᵀ``, summed over
+    the images (in order), and the bias gradient as one sum, written in place by the first chunk."""
+    p = g.out[0] * g.out[1]
+    og, cg = g.o // g.groups, g.c // g.groups
+    total = ChunkSum(None if grad_w is None else grad_w.reshape(g.groups, og, cg), grad_b)  # (G, Og, Cg), a view
+
+    def run(batch):
+        b = batch.stop - batch.start
+        go = grad_output[batch].reshape(b, g.groups, og, p)  # (B, O, oh, ow) -> (B, G, Og, P)
+        if grad_x is not None:
+            w_t = weight.reshape(g.groups, og, cg).transpose(0, 2, 1)  # (O, Cg, 1, 1) -> (G, Og, Cg) -> (G, Cg, Og)
+            xp.matmul(_repeated(xp, w_t, b), go, out=grad_x[batch].reshape(b, g.groups, cg, p))
+        if grad_w is None:
+            return None
+        x_t = x[batch].reshape(b, g.groups, cg, p).transpose(0, 1, 3, 2)  # (B, G, Cg, P) -> (B, G, P, Cg)
+        parts = xp.matmul(go, x_t)  # (B, G, Og, P) @ (B, G, P, Cg) -> (B, G, Og, Cg); CuPy copies x_t
+        partial_w = parts.sum(axis=0, out=total.into(0, batch))
+        partial_b = None if grad_b is None else bias_grad(grad_output[batch], 1, grad_b.dtype, out=total.into(1, batch))
+        return partial_w, partial_b
+
+    map_chunks(xp, run, chunks, consume=None if grad_w is None else total)
+    if grad_w is not None:
+        total.finish()
 
 
 def conv2d_backward(
@@ -329,7 +356,8 @@ def conv2d_backward(
     weight's transpose applied to ``grad_output`` then col2im; for stride 1, when ``O <= C``, the
     equal and cheaper correlation of the padded ``grad_output`` with the flipped, transposed kernel.
     With ``"winograd"`` the input gradient is that correlation done by Winograd, and the weight
-    gradient is the adjoint of the Winograd forward with respect to the weight.
+    gradient is the adjoint of the Winograd forward with respect to the weight.  On CUDA, im2col's
+    input gradient is always col2im, and ``"direct"`` sums each gradient directly.
     """
     xp, dtype = check_arrays(("grad_output", grad_output, 4), ("x", x, 4), ("weight", weight, 4))
     g = conv_geometry(x.shape, weight.shape, None, stride=stride, padding=padding, dilation=dilation, groups=groups)
@@ -339,70 +367,87 @@ def conv2d_backward(
         )
     with_bias = as_bool(with_bias, "with_bias")
     limit = workspace_limit(workspace_bytes, x)
-    method = choose_algorithm(algorithm, g)
+    plan = conv_plan(xp, g, algorithm, dtype)
     acc = compute_dtype(dtype)
     with device_scope(x), blas_single_threaded(xp):
-        w = xp.ascontiguousarray(weight.astype(acc, copy=False))
-        if method == "im2col" and _input_gradient_by_col2im(g):
+        if plan.algorithm == "im2col" and plan.input_gradient == "col2im":
             # one pass over the patches gives all three gradients
-            grad_x = xp.empty(x.shape, dtype=acc)
+            if plan.on_cuda:
+                grad_output, x, weight = _contiguous(xp, grad_output, x, weight)
+            w = xp.ascontiguousarray(weight.astype(acc, copy=False))
+            grad_x = xp.empty(x.shape, dtype=dtype if plan.on_cuda else acc)
             grad_w = xp.empty(weight.shape, dtype=acc)  # written by the chunks' sum
             grad_b = xp.empty(g.o, dtype=acc) if with_bias else None
-            chunks = batch_chunks(g.n, _per_sample(xp, g, acc.itemsize, backward=True), limit, xp)
-            _gemm_backward(xp, grad_output, x, w, grad_x, grad_w, grad_b, g, chunks)
+            chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp)
+            _gemm_backward(xp, grad_output, x, w, grad_x, grad_w, grad_b, g, chunks, plan)
         else:
-            grad_w, grad_b = weight_gradient(xp, grad_output, x, g, limit, method, with_bias)
-            grad_x = input_gradient(xp, grad_output, w, g, limit, method)
+            grad_w, grad_b = weight_gradient(xp, grad_output, x, g, limit, plan, with_bias)
+            grad_x = input_gradient(xp, grad_output, weight, g, limit, plan)
         return Gradients(*(None if a is None else a.astype(dtype, copy=False) for a in (grad_x, grad_w, grad_b)))
 
 
-def _input_gradient_by_col2im(g: ConvGeometry) -> bool:
-    """Whether im2col's input gradient goes through col2im rather than the transposed correlation.
-
-    For stride 1 the input gradient is a convolution of grad_output with the flipped kernel:
-    cheaper than col2im when the output has no more channels than the input (its patches are no
-    larger).  Elsewhere (and where the padding reaches beyond the kernel) col2im computes it."""
-    return g.o > g.c or transposed_geometry(g) is None
-
-
 def input_gradient(
-    xp: ModuleType, grad_output: Array, weight: Array, g: ConvGeometry, limit: int, method: str
+    xp: ModuleType,
+    grad_output: Array,
+    weight: Array,
+    g: ConvGeometry,
+    limit: int,
+    plan: ConvPlan,
+    bias: Array | None = None,
 ) -> Array:
     """The gradient of the convolution with respect to its input (the adjoint of :func:`forward_pass`),
-    ``(N, O, oh, ow)`` -> ``(N, C, H, W)`` in the compute dtype.
+    ``(N, O, oh, ow)`` -> ``(N, C, H, W)``, plus ``bias`` (C,) when given (a transposed
+    convolution's); on the CPU in the compute dtype, on CUDA in ``grad_output``'s dtype.
 
-    By the correlation of the padded ``grad_output`` with the flipped, transposed kernel where
-    that applies (stride 1) — by Winograd under ``"winograd"``, and under ``"im2col"`` when
-    ``O <= C`` — else by ``wᵀ · grad_output`` and col2im."""
+    By the plan's route: the correlation of the padded ``grad_output`` with the flipped,
+    transposed kernel (``"transposed"``, by Winograd under ``"winograd"``), ``wᵀ · grad_output``
+    and col2im (``"col2im"``), or the direct kernel."""
     acc = compute_dtype(grad_output.dtype)
+    if plan.on_cuda:
+        grad_output, weight, bias = _contiguous(xp, grad_output, weight, bias)
+        if plan.input_gradient == "direct":
+            return cuda_direct.input_gradient(xp, grad_output, weight, g, bias)
+        if plan.input_gradient == "winograd":
+            return cuda_winograd.input_gradient(xp, grad_output, weight, g, limit, bias)
+        grad_x = xp.empty((g.n, g.c, g.h, g.w), dtype=grad_output.dtype)
+        chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp)
+        _gemm_backward(xp, grad_output, None, weight.astype(acc, copy=False), grad_x, None, None, g, chunks, plan, bias)
+        return grad_x
     w = xp.ascontiguousarray(weight.astype(acc, copy=False))
     grad_x = xp.empty((g.n, g.c, g.h, g.w), dtype=acc)
-    g_t = transposed_geometry(g)
-    if g_t is not None and (method == "winograd" or not _input_gradient_by_col2im(g)):
-        if method == "winograd":
-            winograd_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, limit)
-        else:
-            _gemm_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, limit)
+    g_t = transposed_geometry(g)  # not None where the plan routes the gradient through it
+    if plan.input_gradient == "winograd" and g_t is not None:
+        winograd_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, limit)
+    elif plan.input_gradient == "transposed" and g_t is not None:
+        _gemm_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, limit, plan)
     else:
-        chunks = batch_chunks(g.n, _per_sample(xp, g, acc.itemsize, backward=True), limit, xp)
-        _gemm_backward(xp, grad_output, None, w, grad_x, None, None, g, chunks)
+        chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp)
+        _gemm_backward(xp, grad_output, None, w, grad_x, None, None, g, chunks, plan)
+    if bias is not None:
+        add_bias(xp, grad_x, bias.astype(acc, copy=False), 1, out=grad_x)
     return grad_x
 
 
 def weight_gradient(
-    xp: ModuleType, grad_output: Array, x: Array, g: ConvGeometry, limit: int, method: str, with_bias: bool
+    xp: ModuleType, grad_output: Array, x: Array, g: ConvGeometry, limit: int, plan: ConvPlan, with_bias: bool
 ) -> tuple[Array, Array | None]:
     """The gradients of the convolution with respect to its weight and bias (``None`` unless
-    ``with_bias``), in the compute dtype: ``grad_output`` times the patches' transpose, summed
-    over the batch, or under ``"winograd"`` the adjoint of the Winograd forward."""
+    ``with_bias``): ``grad_output`` times the patches' transpose, summed over the batch, the
+    adjoint of the Winograd forward under ``"winograd"``, or the direct kernels."""
     acc = compute_dtype(x.dtype)
+    if plan.on_cuda:
+        grad_output, x = _contiguous(xp, grad_output, x)
+        if plan.algorithm == "direct":
+            return cuda_direct.weight_gradient(xp, grad_output, x, g, with_bias)
+        if plan.algorithm == "winograd":
+            return cuda_winograd.weight_gradient(xp, grad_output, x, g, limit, with_bias)
     grad_w = xp.empty(g.weight_shape, dtype=acc)  # written by the chunks' sum
     grad_b = xp.empty(g.o, dtype=acc) if with_bias else None
-    if method == "winograd":
+    if plan.algorithm == "winograd":
         winograd_weight_gradient(xp, grad_output, x, grad_w, grad_b, g, limit)
     else:
-        chunks = batch_chunks(g.n, _per_sample(xp, g, acc.itemsize, backward=True), limit, xp)
-        _gemm_backward(xp, grad_output, x, None, None, grad_w, grad_b, g, chunks)
+        chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp)
+        _gemm_backward(xp, grad_output, x, None, None, grad_w, grad_b, g, chunks, plan)
     return grad_w, grad_b
 
 
@@ -416,14 +461,19 @@ def _flip_transpose(xp, weight, g: ConvGeometry):
     return xp.ascontiguousarray(flipped)
 
 
-def _gemm_backward(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGeometry, chunks):
+def _gemm_backward(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGeometry, chunks, plan, bias=None):
     """Per chunk: patches again, the chunk's ``go · colsᵀ`` and bias gradient (summed into
     ``grad_w`` and ``grad_b`` in chunk order, whatever they held, unless ``grad_w`` is ``None``), and unless ``grad_x``
-    is ``None``, ``grad_cols = wᵀ · go`` and col2im into it.  ``weight`` is needed only for
-    ``grad_x``, ``x`` only for ``grad_w``.  On CUDA the batch is folded into the GEMMs
-    (:func:`_gemm_backward_folded`)."""
-    if _folds(xp, g):
-        _gemm_backward_folded(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g, chunks)
+    is ``None``, ``grad_cols = wᵀ · go`` and col2im into it (plus ``bias``, folded layout only).
+    ``weight`` is needed only for ``grad_x``, ``x`` only for ``grad_w``.  Where the plan folds the
+    batch into the GEMMs, :func:`_gemm_backward_folded`."""
+    if plan.layout == "pointwise":
+        _gemm_backward_pointwise(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g, chunks)
+        if bias is not None:
+            add_bias(xp, grad_x, bias, 1, out=grad_x)
+        return
+    if plan.layout == "folded":
+        _gemm_backward_folded(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g, chunks, bias)
         return
     acc = grad_x.dtype if grad_w is None else grad_w.dtype
     oh, ow = g.out
@@ -455,43 +505,32 @@ def _gemm_backward(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGe
     total.finish()
 
 
-def _gemm_backward_folded(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGeometry, chunks):
+def _gemm_backward_folded(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGeometry, chunks, bias=None):
     """Per chunk: ``go`` laid out (G, Og, B·P); the weight gradient as one product with the
     patches (the batch summed by the GEMM) and the bias gradient as one sum, written in place by
-    the first chunk; the input gradient as one product ``wᵀ · go`` into the patch gradient, laid
-    out per channel (kh·kw + 1, B, oh, ow) with a last offset of zeros from a zero row in the
-    weight, then :func:`gather_sum` and one copy into ``grad_x`` (on NumPy: col2im's loop over a
-    view of the patch gradient, no zero offset).  Arguments as for :func:`_gemm_backward`."""
-    acc = grad_x.dtype if grad_w is None else grad_w.dtype
+    the first chunk; the input gradient as one product ``wᵀ · go`` into the patch gradient
+    (G, Cg·K, B·P), then col2im into ``grad_x`` with ``bias``.  Arguments as for :func:`_gemm_backward`."""
+    acc = grad_w.dtype if grad_w is not None else weight.dtype
     (oh, ow), k = g.out, g.kh * g.kw
     og, cg = g.o // g.groups, g.c // g.groups
-    zero = 0 if xp is np else 1  # on CUDA a zero offset for the gather
     if grad_x is not None:
-        w_t = xp.zeros((g.groups, cg, k + zero, og), dtype=acc)  # offset k: zeros, the gather's zero
-        w_t[:, :, :k] = weight.reshape(g.groups, og, cg, k).transpose(0, 2, 3, 1)  # (G, Og, Cg, K) -> (G, Cg, K, Og)
-        w_t = w_t.reshape(g.groups, cg * (k + zero), og)  # (G, Cg, K + 1, Og) -> (G, Cg·(K + 1), Og)
+        w_t = weight.reshape(g.groups, og, cg * k).transpose(
+            0, 2, 1
+        )  # (O, Cg, kh, kw) -> (G, Og, Cg·K) -> (G, Cg·K, Og)
+        w_t = w_t if g.groups == 1 else xp.ascontiguousarray(w_t)
     total = ChunkSum(None if grad_w is None else grad_w.reshape(g.groups, og, cg * k), grad_b)  # (G, Og, Cg·K), a view
 
     def run(batch):
         b = batch.stop - batch.start
-        go = scratch(xp, "go", (g.groups, og, b * oh * ow), acc)
-        go.reshape(g.o, b, oh * ow)[...] = (
-            grad_output[batch].reshape(b, g.o, oh * ow).transpose(1, 0, 2)
-        )  # (B, O, P) -> (O, B, P)
+        go = channel_major(xp, grad_output[batch], acc).reshape(g.groups, og, b * oh * ow)  # (O, B·P) -> (G, Og, B·P)
         if grad_x is not None:
-            grad_cols = xp.matmul(w_t, go, out=scratch(xp, "grad_cols", (g.groups, cg * (k + zero), b * oh * ow), acc))
-            if xp is np:
-                # (G, Cg·K, B·P) -> (C, kh, kw, B, oh, ow) -> (B, C, kh, kw, oh, ow), a view
-                cols6 = grad_cols.reshape(g.c, g.kh, g.kw, b, oh, ow).transpose(3, 0, 1, 2, 4, 5)
-                grad_x[batch] = col2im(xp, cols6, g, out=scratch(xp, "grad_x_pad", (b, g.c, *g.padded), acc))
-            else:
-                rows = grad_cols.reshape(g.c, (k + 1) * b * oh * ow)  # (G, Cg·(K + 1), B·P) -> (C, (K + 1)·B·P)
-                sums = gather_sum(xp, rows, g, b)  # (C, B, Hp, Wp)
-                top, _, left, _ = g.pad
-                grad_x[batch] = sums[:, :, top : top + g.h, left : left + g.w].transpose(1, 0, 2, 3)  # -> (B, C, H, W)
+            grad_cols = _grouped_product(xp, w_t, go, scratch(xp, "grad_cols", (g.groups, cg * k, b * oh * ow), acc))
+            folded_col2im(
+                xp, grad_cols.reshape(g.c * k, b * oh * ow), g, grad_x[batch], bias
+            )  # (G, Cg·K, B·P) -> (C·K, B·P)
         if grad_w is None:
             return None
-        cols = _folded_patches(xp, x, batch, g, acc)  # (G, Cg·K, B·P)
+        cols = folded_patches(xp, x, batch, g, acc)  # (G, Cg·K, B·P)
         partial_w = _product_nt(xp, go, cols, out=total.into(0, batch))  # (G, Og, B·P) @ (G, B·P, Cg·K)
         partial_b = None if grad_b is None else bias_grad(grad_output[batch], 1, acc, out=total.into(1, batch))
         return partial_w, partial_b

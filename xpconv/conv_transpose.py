@@ -23,9 +23,10 @@ from ._checks import as_bool, check_arrays, compute_dtype
 from ._chunking import workspace_limit
 from ._geometry import conv_transpose_geometry
 from ._parallel import blas_single_threaded
+from ._plan import conv_plan
 from ._types import Algorithm, Array, Gradients, IntPair
 from .bias import add_bias, bias_grad
-from .conv import choose_algorithm, forward_pass, input_gradient, weight_gradient
+from .conv import forward_pass, input_gradient, weight_gradient
 
 __all__ = ["conv_transpose2d", "conv_transpose2d_backward"]
 
@@ -94,16 +95,16 @@ def conv_transpose2d(
         dilation=dilation,
     )
     limit = workspace_limit(workspace_bytes, x)
-    method = choose_algorithm(algorithm, g)
+    plan = conv_plan(xp, g, algorithm, dtype)
     with device_scope(x), blas_single_threaded(xp):
-        y = input_gradient(xp, x, weight, g, limit, method)  # (N, C_out, rows read, columns read)
-        if (g.h, g.w) != size:  # rows and columns no window reads: zero before the bias
-            full = xp.zeros((g.n, g.c, *size), dtype=y.dtype)
-            full[:, :, : g.h, : g.w] = y
-            y = full
+        if (g.h, g.w) == size:
+            return input_gradient(xp, x, weight, g, limit, plan, bias).astype(dtype, copy=False)
+        y = input_gradient(xp, x, weight, g, limit, plan)  # (N, C_out, rows read, columns read)
+        full = xp.zeros((g.n, g.c, *size), dtype=y.dtype)  # rows and columns no window reads: zero, then the bias
+        full[:, :, : g.h, : g.w] = y
         if bias is not None:
-            add_bias(xp, y, bias.astype(y.dtype, copy=False), 1, out=y)
-        return y.astype(dtype, copy=False)
+            add_bias(xp, full, bias.astype(y.dtype, copy=False), 1, out=full)
+        return full.astype(dtype, copy=False)
 
 
 def conv_transpose2d_backward(
@@ -143,11 +144,11 @@ def conv_transpose2d_backward(
         raise ValueError(f"grad_output must have the forward output's shape {expected}, got {tuple(grad_output.shape)}")
     with_bias = as_bool(with_bias, "with_bias")
     limit = workspace_limit(workspace_bytes, x)
-    method = choose_algorithm(algorithm, g)
+    plan = conv_plan(xp, g, algorithm, dtype)
     acc = compute_dtype(dtype)
     with device_scope(x), blas_single_threaded(xp):
         read = grad_output[:, :, : g.h, : g.w]  # the rows and columns some window reads (usually all)
-        grad_x = forward_pass(xp, read, weight, None, g, limit, method)
-        grad_w, _ = weight_gradient(xp, x, read, g, limit, method, with_bias=False)
+        grad_x = forward_pass(xp, read, weight, None, g, limit, plan)
+        grad_w, _ = weight_gradient(xp, x, read, g, limit, plan, with_bias=False)
         grad_b = bias_grad(grad_output, 1, acc) if with_bias else None
         return Gradients(*(None if a is None else a.astype(dtype, copy=False) for a in (grad_x, grad_w, grad_b)))

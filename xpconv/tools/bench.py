@@ -33,9 +33,10 @@ import numpy as np
 from .._backend import array_namespace, namespace_for, parse_device, to_device, to_numpy
 from .._geometry import ConvGeometry, conv_geometry, conv_transpose_geometry, pool_geometry
 from .._parallel import workers_for
+from .._plan import conv_plan
 from .._types import Algorithm, Array, Device
 from ..bias import bias_add, bias_backward
-from ..conv import choose_algorithm, conv2d, conv2d_backward
+from ..conv import conv2d, conv2d_backward
 from ..conv_transpose import conv_transpose2d, conv_transpose2d_backward
 from ..dense import dense, dense_backward
 from ..pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
@@ -454,7 +455,7 @@ def _run(device, dtype, names, *, book, rival, min_seconds, log, on_check) -> Be
         if step:
             ceiling.measure(device)
         x, w, b, go = conv_inputs(shape, device, dtype)
-        algorithm = "" if shape.pooling else choose_algorithm("auto", shape.geometry())
+        algorithm = "" if shape.pooling else conv_plan(array_namespace(x), shape.geometry(), "auto").algorithm
         flops1 = shape.flops()
         for op in shape.ops:
             step += 1
