@@ -301,6 +301,7 @@ def _must_write(shape, algorithm: str, n: int, dtype) -> tuple[int, int]:
     return patches + products + y + cast, 2 * patches + products + x + w + 2 * cast
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_conv_launch_and_byte_budgets(fake_cupy_module, dtype):
     """On CUDA the batch runs as one chunk (the default workspace is a quarter of the device's
@@ -424,19 +425,20 @@ def test_cuda_workspace_is_a_quarter_of_free_memory(fake_cupy_module):
     assert workspace_limit(None, np.zeros(1)) == DEFAULT_WORKSPACE_BYTES
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workspace", [None, 24 * 2**20])
 def test_device_memory_stays_within_workspace_and_outputs(fake_cupy_module, workspace):
     """The device memory a call holds at once beyond its inputs — the stand-in's peak of live
-    arrays — is at most the workspace plus the outputs, on every bench convolution by both
-    algorithms (batch 16: with 24 MiB the larger shapes run in several chunks)."""
+    arrays — is at most the workspace plus the outputs, on every bench convolution by every
+    algorithm (batch 16: with 24 MiB the larger shapes run in several chunks); "auto" takes the
+    direct kernels for mnist and depthwise, whose only scratch is their partial sums."""
     from xpconv.tools.bench import CONV_SHAPES, conv_inputs
 
     for name in ("mnist", "cifar", "resnet", "stride2", "depthwise", "pointwise", "stride2-deep"):
         shape = CONV_SHAPES[name]
         x, w, b, go = conv_inputs(shape, "cuda", "float32", n=16)
         limit = workspace_limit(workspace, x)
-        algorithms = ["im2col", "winograd"] if winograd_applies(shape.geometry(16)) else ["im2col"]
-        for algorithm in algorithms:
+        for algorithm in _algorithms(shape):
             kw = dict(shape.kwargs, workspace_bytes=workspace, algorithm=algorithm)
             calls = [
                 functools.partial(xpconv.conv2d, x, w, b, **kw),

@@ -2,6 +2,8 @@
 
 Run on a GPU machine with ``python -m pytest -m gpu`` (``benchmarks/gpu_check.sh`` does).
 The kernels run under ``cupyx.allow_synchronize(False)``: a host synchronisation inside them fails.
+xpconv's CUDA C kernels are compiled here by CuPy (NVRTC) for the card, and every algorithm runs;
+their results repeat bit for bit (no atomics).
 """
 
 import numpy as np
@@ -29,22 +31,27 @@ def _no_sync():
     return cupyx.allow_synchronize(False)
 
 
+@pytest.mark.parametrize("algorithm", ["auto", "im2col", "direct"])
 @pytest.mark.parametrize("workspace", [None, 1])  # 1 byte: the chunked path, one sample at a time
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cfg", CONFIGS)
-def test_conv2d_cpu_cuda_parity(rng, cfg, dtype, workspace):
+def test_conv2d_cpu_cuda_parity(rng, cfg, dtype, workspace, algorithm):
     import cupy
 
     x, wt, b, kw = make_case(rng, cfg, dtype)
-    kw["workspace_bytes"] = workspace
-    y_cpu = xpconv.conv2d(x, wt, b, **kw)
+    cpu_kw = dict(kw)
+    kw.update(workspace_bytes=workspace, algorithm=algorithm)
+    y_cpu = xpconv.conv2d(x, wt, b, **cpu_kw)
     go = random_array(rng, y_cpu.shape, dtype)
-    g_cpu = xpconv.conv2d_backward(go, x, wt, **kw)
+    g_cpu = xpconv.conv2d_backward(go, x, wt, **cpu_kw)
     xd, wd, bd, god = map(_cuda, (x, wt, b, go))
     with _no_sync():
         y_gpu = xpconv.conv2d(xd, wd, bd, **kw)
         g_gpu = xpconv.conv2d_backward(god, xd, wd, **kw)
+        again = xpconv.conv2d_backward(god, xd, wd, **kw)
     assert isinstance(y_gpu, cupy.ndarray)
+    for first, second in zip(g_gpu, again, strict=True):  # deterministic: bit for bit
+        np.testing.assert_array_equal(xpconv.to_numpy(first), xpconv.to_numpy(second))
     assert_close(y_gpu, y_cpu.astype(np.float64), dtype, "forward")
     for part in ("input", "weight", "bias"):
         assert_close(getattr(g_gpu, part), getattr(g_cpu, part).astype(np.float64), dtype, part)
@@ -139,3 +146,17 @@ def test_pooling_and_transposed_cpu_cuda_parity(rng, dtype):
     assert_close(y_gpu, y_cpu.astype(np.float64), dtype, "conv_transpose2d")
     for part, cpu in zip(("input", "weight", "bias"), xpconv.conv_transpose2d_backward(go, x, wt, **kw), strict=True):
         assert_close(getattr(g_gpu, part), cpu.astype(np.float64), dtype, part)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_indices_cpu_cuda_parity(rng, dtype):
+    x = rng.integers(-2, 3, size=(3, 4, 11, 9)).astype(dtype)  # ties
+    x[0, 0, :2, :2] = np.nan
+    kw = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)
+    y_cpu, i_cpu = xpconv.max_pool2d(x, **kw, return_indices=True)
+    go = random_array(rng, y_cpu.shape, dtype)
+    with _no_sync():
+        y_gpu, i_gpu = xpconv.max_pool2d(_cuda(x), **kw, return_indices=True)
+        g_gpu = xpconv.max_pool2d_backward(_cuda(go), _cuda(x), **kw, indices=i_gpu)
+    np.testing.assert_array_equal(xpconv.to_numpy(i_gpu), i_cpu)
+    assert_close(g_gpu, xpconv.max_pool2d_backward(go, x, **kw, indices=i_cpu).astype(np.float64), dtype)

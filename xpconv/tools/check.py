@@ -36,12 +36,15 @@ from .reference import (
 # accumulate in float32, and the result is rounded to float16 (unit roundoff 4.9e-4).
 TOLERANCE = {"float64": 1e-12, "float32": 1e-5, "float16": 2e-3}
 
-# name: (N, C, H, W, O, kh, kw, stride, padding, dilation, groups, algorithm)
+# name: (N, C, H, W, O, kh, kw, stride, padding, dilation, groups, algorithm); "auto" takes the
+# direct kernels on CUDA for these small layers (im2col on the CPU)
 CONFIGS: dict[str, tuple[Any, ...]] = {
     "book 5x5 same": (4, 1, 12, 12, 6, 5, 5, 1, "same", 1, 1, "im2col"),
+    "book 5x5 auto": (4, 1, 12, 12, 6, 5, 5, 1, "same", 1, 1, "auto"),
     "rect stride/dil": (3, 4, 11, 8, 6, 3, 2, (2, 1), (1, 2), (2, 1), 2, "im2col"),
     "even same": (2, 3, 7, 10, 4, 4, 2, 1, "same", 1, 1, "im2col"),
     "depthwise": (2, 6, 9, 9, 12, 3, 3, 2, 1, 1, 6, "im2col"),
+    "depthwise auto": (2, 6, 9, 9, 12, 3, 3, 2, 1, 1, 6, "auto"),
     "pointwise": (3, 8, 5, 6, 5, 1, 1, 1, 0, 1, 1, "im2col"),
     "winograd 3x3": (2, 8, 10, 9, 6, 3, 3, 1, 1, 1, 1, "winograd"),
     "winograd tiles": (1, 4, 7, 13, 5, 3, 3, 1, (2, 0), 1, 1, "winograd"),
