@@ -5,6 +5,11 @@ relative-error function, against the independent plain-loop oracle in ``oracle.p
 """
 
 import gzip
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -344,3 +349,30 @@ def synthetic_digits(n: int, size: int = 10, seed: int = 11):
     labels = rng.integers(0, 10, size=n + 40)
     images = templates[labels] + 0.5 * rng.standard_normal((n + 40, 1, size, size))
     return DigitData(images[:n], labels[:n], images[n:], labels[n:], f"{n} synthetic digits")
+
+
+# --- the command line in processes of its own (mpiexec for the distributed runs) ---------------
+
+HERE = Path(__file__).resolve().parent
+BIN = os.path.dirname(sys.executable)
+MPIEXEC = shutil.which("mpiexec", path=BIN + os.pathsep + os.environ.get("PATH", ""))
+needs_mpi = pytest.mark.skipif(
+    importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
+    reason='needs mpi4py and mpiexec: pip install -e ".[mpi]"',
+)
+
+
+def command_env():
+    """The environment of a subprocess running xpconv from this checkout, one worker thread."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)]), "XPCONV_NUM_THREADS": "1"}
+    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
+    env.pop("XPCONV_DEVICE", None)
+    return env
+
+
+def run_mpiexec(*programs, timeout=120):
+    """``mpiexec -n 1 PROG1 : -n 1 PROG2 ...`` (one rank per program) or ``-n K PROG``."""
+    argv = [MPIEXEC]
+    for k, program in enumerate(programs):
+        argv += ([":"] if k else []) + list(program)
+    return subprocess.run(argv, capture_output=True, text=True, env=command_env(), timeout=timeout)

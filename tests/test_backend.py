@@ -33,7 +33,7 @@ def test_device_must_be_a_string():
 def test_cuda_without_cupy_says_what_to_install(no_cupy):
     with pytest.raises(xpconv.DeviceUnavailableError) as info:
         xpconv.namespace_for("cuda")
-    assert "pip install xpconv[cuda12]" in str(info.value)
+    assert 'pip install "xpconv[cuda12]"' in str(info.value)
     assert "xpconv[cuda13]" in str(info.value)
     assert not xpconv.cuda_available()
     with pytest.raises(xpconv.DeviceUnavailableError, match="CuPy"):

@@ -158,15 +158,20 @@ def test_training_steps_on_cuda_1_give_the_cpu_losses(fake_cupy_module):
     np.testing.assert_allclose(_book_losses("cuda:1"), _book_losses("cpu"), rtol=1e-12)
 
 
-def test_dropout_builds_one_generator_per_device(fake_cupy_module, rng):
+def test_dropout_masks_are_the_same_on_every_device(fake_cupy_module, rng):
+    """Dropout draws its masks on the host (a generator whose state a checkpoint keeps) and
+    copies them over: no device generator, the same masks on the CPU and on each GPU."""
     from xpconv.nn import Dropout
 
-    layer = Dropout(0.3, seed=0)
-    fake_cupy.reset_counters()
-    for device in ("cuda:1", "cuda:1", "cuda:1", "cuda:0", "cuda:0"):
-        y = layer.forward(xpconv.to_device(random_array(rng, (4, 5)), device))
+    x = random_array(rng, (4, 5))
+    expected = Dropout(0.3, seed=0).forward(x)
+    for device in ("cuda:1", "cuda:0"):
+        layer = Dropout(0.3, seed=0)
+        fake_cupy.reset_counters()
+        y = layer.forward(xpconv.to_device(x, device))
         _assert_on([y, layer.backward(y)], device)
-    assert fake_cupy.counters["rng_constructions"] == 2
+        assert fake_cupy.counters["rng_constructions"] == 0
+        np.testing.assert_array_equal(xpconv.to_numpy(y), expected)
 
 
 def test_check_command_on_cuda_1(fake_cupy_module, capsys):

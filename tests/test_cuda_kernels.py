@@ -83,7 +83,7 @@ def test_sources_compile_with_nvrtc(module, dtype, arch):
 
         nvrtc.getVersion()
     except Exception as exc:  # not installed, or no libnvrtc: the cuda12 extra brings both
-        _missing(f"NVRTC is not available ({type(exc).__name__}: {exc}); pip install 'xpconv[cuda12]' brings it")
+        _missing(f'NVRTC is not available ({type(exc).__name__}: {exc}); pip install "xpconv[cuda12]" brings it')
     include = find_nvidia_header_directory("cudart")
     if include is None:
         _missing("the CUDA runtime headers (cuda_fp16.h) are not installed")

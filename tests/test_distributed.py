@@ -1,13 +1,10 @@
 """Data-parallel training over MPI: two processes take the same steps as one, uneven batches
 included; a failing rank ends the job; mismatched ranks say so; the CuPy path on the stand-in."""
 
-import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,30 +12,7 @@ import pytest
 from xpconv.nn import book_network, fit
 from xpconv.tools.cli import main
 
-from cases import digit_like, synthetic_digits, write_pair
-
-HERE = Path(__file__).resolve().parent
-BIN = os.path.dirname(sys.executable)
-MPIEXEC = shutil.which("mpiexec", path=BIN + os.pathsep + os.environ.get("PATH", ""))
-needs_mpi = pytest.mark.skipif(
-    importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
-    reason='needs mpi4py and mpiexec: pip install -e ".[mpi]"',
-)
-
-
-def _env():
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)]), "XPCONV_NUM_THREADS": "1"}
-    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
-    env.pop("XPCONV_DEVICE", None)
-    return env
-
-
-def _mpiexec(*programs, timeout=120):
-    """``mpiexec -n 1 PROG1 : -n 1 PROG2 ...`` (one rank per program) or ``-n K PROG``."""
-    argv = [MPIEXEC]
-    for k, program in enumerate(programs):
-        argv += ([":"] if k else []) + list(program)
-    return subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=timeout)
+from cases import HERE, MPIEXEC, command_env, digit_like, needs_mpi, run_mpiexec, synthetic_digits, write_pair
 
 
 def _single_process(n, batch):
@@ -52,7 +26,9 @@ def _single_process(n, batch):
 @pytest.mark.parametrize(("n", "batch"), [(120, 60), (122, 61)])  # 61 = 31 + 30 over 2 ranks
 def test_two_processes_take_the_steps_of_one(tmp_path, n, batch):
     out = tmp_path / "two.npz"
-    result = _mpiexec(["-n", "2", sys.executable, str(HERE / "mpi_worker.py"), "train", str(out), str(n), str(batch)])
+    result = run_mpiexec(
+        ["-n", "2", sys.executable, str(HERE / "mpi_worker.py"), "train", str(out), str(n), str(batch)]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     two = np.load(out)
     model, history = _single_process(n, batch)
@@ -65,7 +41,7 @@ def test_two_processes_take_the_steps_of_one(tmp_path, n, batch):
 @needs_mpi
 def test_a_failing_rank_ends_the_job():
     start = time.perf_counter()
-    result = _mpiexec(["-n", "2", sys.executable, str(HERE / "mpi_worker.py"), "fail"], timeout=60)
+    result = run_mpiexec(["-n", "2", sys.executable, str(HERE / "mpi_worker.py"), "fail"], timeout=60)
     elapsed = time.perf_counter() - start
     assert result.returncode != 0
     assert elapsed < 10, elapsed
@@ -77,7 +53,7 @@ def test_cli_two_processes(tmp_path):
     write_pair(tmp_path, "t10k", *digit_like(np.random.default_rng(0), 200))
     train = [sys.executable, "-m", "xpconv", "train", "--distributed", "--data", str(tmp_path),
              "--train-count", "150", "--lr", "0.01", "--quiet"]  # fmt: skip
-    result = _mpiexec(["-n", "2", *train])
+    result = run_mpiexec(["-n", "2", *train])
     assert result.returncode == 0, result.stderr[-3000:]
     epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch")]
     assert len(epoch_lines) == 1 and "(2 processes)" in epoch_lines[0]  # rank 0 alone prints
@@ -93,7 +69,7 @@ def test_ranks_on_one_machine_share_its_cores(tmp_path):
     write_pair(tmp_path, "t10k", *digit_like(np.random.default_rng(0), 100))
     train = [sys.executable, "-m", "xpconv", "train", "--distributed", "--data", str(tmp_path),
              "--train-count", "60", "--quiet"]  # fmt: skip
-    env = _env()
+    env = command_env()
     env.pop("XPCONV_NUM_THREADS")
     result = subprocess.run([MPIEXEC, "-n", "2", *train], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -107,7 +83,7 @@ def test_ranks_on_one_machine_share_its_cores(tmp_path):
 def test_cli_missing_data_on_one_rank(tmp_path):
     write_pair(tmp_path, "t10k", *digit_like(np.random.default_rng(0), 60))
     common = [sys.executable, "-m", "xpconv", "train", "--distributed", "--train-count", "40", "--quiet"]
-    result = _mpiexec(
+    result = run_mpiexec(
         ["-n", "1", *common, "--data", str(tmp_path)], ["-n", "1", *common, "--data", str(tmp_path / "nope")]
     )
     assert result.returncode == 2, result.stdout + result.stderr
@@ -119,7 +95,7 @@ def test_cli_missing_data_on_one_rank(tmp_path):
 def test_cli_mismatched_ranks(tmp_path):
     write_pair(tmp_path, "t10k", *digit_like(np.random.default_rng(0), 60))
     common = [sys.executable, "-m", "xpconv", "train", "--distributed", "--data", str(tmp_path), "--train-count", "40"]
-    result = _mpiexec(["-n", "1", *common, "--batch-size", "20"], ["-n", "1", *common, "--batch-size", "10"])
+    result = run_mpiexec(["-n", "1", *common, "--batch-size", "20"], ["-n", "1", *common, "--batch-size", "10"])
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -139,17 +115,19 @@ def test_without_mpiexec_it_is_one_process(tmp_path):
         str(tmp_path),
         "--train-count",
         "40",
+        "--batch-size",
+        "20",
         "--quiet",
     ]
-    result = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=120)
+    result = subprocess.run(argv, capture_output=True, text=True, env=command_env(), timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "(1 process)" in result.stdout and "; 1 process, global batch 60" in result.stdout
+    assert "(1 process)" in result.stdout and "; 1 process, global batch 20" in result.stdout
 
 
 @needs_mpi
 def test_cupy_path_on_the_stand_in():
     argv = [sys.executable, str(HERE / "mpi_worker.py"), "stand-in"]
-    result = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=120)
+    result = subprocess.run(argv, capture_output=True, text=True, env=command_env(), timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     alone, with_communicator = map(float, result.stdout.split("losses")[1].split())
     assert with_communicator == pytest.approx(alone, rel=1e-12)
@@ -159,4 +137,4 @@ def test_distributed_without_mpi4py_names_the_extra(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "mpi4py", None)
     assert main(["train", "--distributed"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and 'pip install -e ".[mpi]"' in err[0]
+    assert len(err) == 1 and 'pip install "xpconv[mpi]"' in err[0]

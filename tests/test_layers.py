@@ -108,7 +108,7 @@ def test_lenet5_shapes_and_gradient(rng):
 
 
 def test_pooling_layer_backward_before_forward():
-    with pytest.raises(RuntimeError, match="MaxPool2D.backward called before forward"):
+    with pytest.raises(RuntimeError, match="MaxPool2D.backward needs a forward in training mode first"):
         MaxPool2D(2).backward(np.zeros((1, 1, 1, 1)))
 
 

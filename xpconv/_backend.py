@@ -47,9 +47,7 @@ __all__ = [
 ]
 
 _DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
-_INSTALL_HINT = (
-    "install CuPy for your CUDA version: pip install xpconv[cuda12] (CUDA 12) or pip install xpconv[cuda13] (CUDA 13)"
-)
+_INSTALL_HINT = 'install CuPy for your CUDA version: pip install "xpconv[cuda12]" (CUDA 12) or pip install "xpconv[cuda13]" (CUDA 13)'
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -73,7 +71,13 @@ def default_device() -> Device:
 
 def resolve_device(device: Device | None) -> Device:
     """``device`` (or the default when ``None``) in canonical form: ``"cpu"`` or ``"cuda:N"``."""
-    kind, index = parse_device(default_device() if device is None else device)
+    if device is None:
+        try:
+            kind, index = parse_device(default_device())
+        except ValueError:
+            raise ValueError(f"XPCONV_DEVICE must be 'cpu', 'cuda' or 'cuda:N', got {default_device()!r}") from None
+        return "cpu" if kind == "cpu" else f"cuda:{index}"
+    kind, index = parse_device(device)
     return "cpu" if kind == "cpu" else f"cuda:{index}"
 
 

@@ -141,9 +141,15 @@ def conv_geometry(
     if bias_shape is not None and tuple(bias_shape) != (o,):
         raise ValueError(f"bias must have shape ({o},) to match weight {tuple(weight_shape)}, got {tuple(bias_shape)}")
     pad = resolve_padding(padding, (kh, kw), dilation, stride)
+    span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+    limit = (max(h, span[0]), max(w, span[1]))  # beyond this, the output would be mostly padding
+    if max(pad[:2]) > limit[0] or max(pad[2:]) > limit[1]:
+        raise ValueError(
+            f"padding {padding!r} is larger than the input ({h}x{w}) and the kernel's span ({span[0]}x{span[1]}): "
+            f"the output would be mostly padding; at most {limit[0]} rows and {limit[1]} columns a side"
+        )
     g = ConvGeometry(n, c, h, w, o, kh, kw, groups, stride, dilation, pad)
     hp, wp = g.padded
-    span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
     if span[0] > hp or span[1] > wp:
         raise ValueError(
             f"kernel {kh}x{kw} with dilation {dilation} spans {span[0]}x{span[1]} pixels, "

@@ -8,7 +8,7 @@ Rules:
   while the BLAS library is held to one thread for the duration (``threadpoolctl``), so that
   the cores are not oversubscribed.  Measured on 2 cores: the ``resnet`` train step 169 ms
   sequentially with a 2-thread BLAS, 138 ms as 2 workers with 1-thread BLAS each.
-* Without the optional ``threadpoolctl`` (``pip install xpconv[fast]``) or with
+* Without the optional ``threadpoolctl`` (``pip install "xpconv[fast]"``) or with
   ``XPCONV_NUM_THREADS=1``, chunks run in order and the BLAS keeps its own threads.
 * Results come back in chunk order, so sums over chunks do not depend on thread timing.
 * The pool is created on first use.  Before a ``fork`` its threads are joined (so that the
@@ -81,7 +81,7 @@ def thread_report() -> str:
     cores, env = available_cores(), os.environ.get("XPCONV_NUM_THREADS")
     workers = workers_for(np)
     if _controller() is None:
-        return f"1 CPU worker for conv2d (threadpoolctl is not installed: pip install xpconv[fast]); {cores} core(s)"
+        return f'1 CPU worker for conv2d (threadpoolctl is not installed: pip install "xpconv[fast]"); {cores} core(s)'
     source = f"XPCONV_NUM_THREADS={env}" if env else "one per core"
     return f"{workers} CPU worker(s) for conv2d ({source}; {cores} core(s) available)"
 
@@ -95,7 +95,7 @@ def share_cores(processes: int, index: int) -> tuple[int, int | None]:
     8,240-9,453 with one thread each).  ``$XPCONV_NUM_THREADS`` overrides the share for both.
 
     Returns ``(xpconv workers, BLAS threads)``; BLAS threads is ``None`` when they cannot be
-    limited (no threadpoolctl: ``pip install xpconv[fast]``)."""
+    limited (no threadpoolctl: ``pip install "xpconv[fast]"``)."""
     cores = available_cores()
     share = max(1, cores // processes + (1 if index < cores % processes else 0))
     _state["share"] = share

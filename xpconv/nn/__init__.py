@@ -3,6 +3,7 @@
 Everything here calls the public kernels of :mod:`xpconv`; nothing here is imported by them.
 """
 
+from .checkpoint import CheckpointError, load, save
 from .data import DigitData, load_mnist, load_sklearn_digits, read_idx
 from .fit import MODELS, EpochStats, book_network, evaluate, fit, lenet5_network
 from .layers import (
@@ -26,6 +27,7 @@ __all__ = [
     "MODELS",
     "SGD",
     "AvgPool2D",
+    "CheckpointError",
     "Conv2D",
     "ConvTranspose2D",
     "Dense",
@@ -44,7 +46,9 @@ __all__ = [
     "evaluate",
     "fit",
     "lenet5_network",
+    "load",
     "load_mnist",
     "load_sklearn_digits",
     "read_idx",
+    "save",
 ]

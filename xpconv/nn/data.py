@@ -4,6 +4,7 @@ that ships with scikit-learn.  Nothing is ever downloaded."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +20,31 @@ _MAGIC = {"images": 0x00000803, "labels": 0x00000801}
 
 @dataclass
 class DigitData:
+    """Training and test images with their labels, and the preprocessing that made the images:
+    ``images = (raw / 255 - mean) / std`` with the training split's ``mean`` and ``std``
+    (:meth:`preprocess` applies it to new raw images; a checkpoint keeps both numbers)."""
+
     train_images: np.ndarray  # (N, 1, H, W) float32, standardised
     train_labels: np.ndarray  # (N,) int64
     test_images: np.ndarray
     test_labels: np.ndarray
     description: str
+    mean: float = 0.0  # of the training images scaled to [0, 1]
+    std: float = 1.0
+
+    def preprocess(self, raw: np.ndarray) -> np.ndarray:
+        """Raw uint8 images (N, H, W) or (N, 1, H, W) as the model saw its training images: (N, 1, H, W) float32."""
+        raw = np.asarray(raw)
+        images = raw[:, None] if raw.ndim == 3 else raw  # (N, H, W) -> (N, 1, H, W)
+        return ((images.astype(np.float32) / 255.0 - np.float32(self.mean)) / np.float32(self.std)).astype(np.float32)
+
+    def fingerprint(self) -> str:
+        """A hash of the images and labels, to tell whether a resumed run has the same data."""
+        digest = hashlib.sha256()
+        for array in (self.train_images, self.train_labels, self.test_images, self.test_labels):
+            digest.update(repr((array.shape, array.dtype.str)).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:16]
 
 
 def read_idx(path: str | os.PathLike[str], kind: str) -> np.ndarray:
@@ -77,22 +98,29 @@ def _pair(folder: Path, prefix: str):
     return x, y
 
 
-def _standardise(train, test):
-    """uint8 (N, H, W) -> float32 (N, 1, H, W), scaled by the training set's mean and std."""
+def _standardise(train, test, preprocessing: tuple[float, float] | None = None):
+    """uint8 (N, H, W) -> float32 (N, 1, H, W), scaled by the training set's mean and std (or the
+    given ``(mean, std)``); returns both image sets and the two numbers."""
     train = train.astype(np.float32)[:, None] / 255.0  # (N, H, W) -> (N, 1, H, W)
     test = test.astype(np.float32)[:, None] / 255.0
-    mean, std = train.mean(), train.std()
-    return (train - mean) / std, (test - mean) / std
+    mean, std = (float(train.mean()), float(train.std())) if preprocessing is None else preprocessing
+    return (train - np.float32(mean)) / np.float32(std), (test - np.float32(mean)) / np.float32(std), mean, std
 
 
 def load_mnist(
-    folder: str | os.PathLike[str], train_count: int = 8000, *, count_name: str = "train_count"
+    folder: str | os.PathLike[str],
+    train_count: int = 8000,
+    *,
+    count_name: str = "train_count",
+    preprocessing: tuple[float, float] | None = None,
 ) -> DigitData:
     """MNIST-format data from ``folder``.
 
     The ``train-*`` pair trains and the ``t10k-*`` pair tests.  With only the ``t10k-*``
     pair, the first ``train_count`` images train and the rest test.  ``count_name`` is what
     an error about ``train_count`` calls it (the command line passes ``--train-count``).
+    The images are standardised by the training split's mean and standard deviation, or by
+    ``preprocessing = (mean, std)`` (a saved model's: :attr:`DigitData.mean`, :attr:`DigitData.std`).
     """
     folder = Path(folder)
     if folder.is_file():
@@ -116,8 +144,8 @@ def load_mnist(
             f"MNIST from {folder}: only the t10k-* pair is there, so training on its first "
             f"{train_count} images and testing on the other {n - train_count}"
         )
-    train_x, test_x = _standardise(train[0], test[0])
-    return DigitData(train_x, train[1].astype(np.int64), test_x, test[1].astype(np.int64), description)
+    train_x, test_x, mean, std = _standardise(train[0], test[0], preprocessing)
+    return DigitData(train_x, train[1].astype(np.int64), test_x, test[1].astype(np.int64), description, mean, std)
 
 
 def load_sklearn_digits(test_fraction: float = 0.2, seed: int = 0) -> DigitData:
@@ -126,7 +154,7 @@ def load_sklearn_digits(test_fraction: float = 0.2, seed: int = 0) -> DigitData:
         from sklearn.datasets import load_digits  # pyright: ignore[reportMissingImports]  (an optional extra)
     except ImportError:
         raise ModuleNotFoundError(
-            "without --data, xpconv train uses scikit-learn's digits: pip install xpconv[examples], "
+            'without --data, xpconv train uses scikit-learn\'s digits: pip install "xpconv[examples]", '
             "or pass --data DIR with MNIST IDX files"
         ) from None
     digits: Any = load_digits()  # a scikit-learn Bunch
@@ -134,8 +162,9 @@ def load_sklearn_digits(test_fraction: float = 0.2, seed: int = 0) -> DigitData:
     order = np.random.default_rng(seed).permutation(len(images))
     n_test = int(len(images) * test_fraction)
     test, train = order[:n_test], order[n_test:]
-    train_x, test_x = _standardise(images[train], images[test])
+    train_x, test_x, mean, std = _standardise(images[train], images[test])
     description = f"scikit-learn's 8x8 digits (no --data given): {len(train)} training and {len(test)} test images"
     return DigitData(
-        train_x, digits.target[train].astype(np.int64), test_x, digits.target[test].astype(np.int64), description
-    )
+        train_x, digits.target[train].astype(np.int64), test_x, digits.target[test].astype(np.int64), description,
+        mean, std,
+    )  # fmt: skip

@@ -11,7 +11,11 @@ CuPy arrays are staged through host memory (correct with any MPI; CUDA-aware MPI
 avoid the copies but cannot be proven here without a GPU).
 
 A failure on one rank must never leave the others waiting in a collective: :func:`abort_on_error`
-turns an exception on any rank into ``MPI_Abort``, which ends the whole job.
+turns an exception on any rank into ``MPI_Abort``, which ends the whole job.  Nor may a rank that
+hangs (stopped, swapped out, a dead node that keeps its socket open): every collective of a step
+is non-blocking (``Iallreduce``, ``Ibcast``, ``Ibarrier`` before the few object collectives),
+polled against a deadline, ``timeout`` seconds (default :data:`DEFAULT_TIMEOUT_S`), past which
+the waiting rank raises :class:`CollectiveTimeout` naming what it waited for, and so aborts the job.
 """
 
 from __future__ import annotations
@@ -28,8 +32,12 @@ from .._backend import device_of, device_scope, to_device, to_numpy
 from .._types import Array
 from .layers import Parameter
 
-MPI_HINT = 'pip install -e ".[mpi]"'
+MPI_HINT = 'pip install "xpconv[mpi]"'
 ABORT_GRACE_S = 0.5  # between a failing rank's last line and MPI_Abort
+# How long a rank waits for the others in one collective: far above a step of any model this client
+# trains (the book's network: milliseconds; a checkpoint written meanwhile by rank 0: well under a
+# second), short enough that a hung job ends within minutes.
+DEFAULT_TIMEOUT_S = 300.0
 
 
 def import_mpi() -> Any:
@@ -45,17 +53,53 @@ class ConfigurationMismatch(ValueError):
     """Ranks were started with different models, hyperparameters or data."""
 
 
+class CollectiveTimeout(RuntimeError):
+    """A rank waited longer than the communicator's timeout for the others in a collective."""
+
+
 class Communicator:
     """The ranks of one data-parallel job, on an mpi4py communicator (default ``COMM_WORLD``)."""
 
-    def __init__(self, comm: Any = None) -> None:
+    def __init__(self, comm: Any = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         mpi = import_mpi()
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.mpi = mpi
         self.comm = mpi.COMM_WORLD if comm is None else comm
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
+        self.timeout = float(timeout)
         self.allreduce_seconds = 0.0  # time spent in gradient all-reduces, this rank
         self.allreduce_calls = 0
+
+    def _wait(self, request: Any, what: str) -> None:
+        """Poll a non-blocking collective until it completes, or raise :class:`CollectiveTimeout`
+        past the deadline (a rank that never arrives would otherwise keep this one forever)."""
+        deadline = time.monotonic() + self.timeout
+        pause = 0.0
+        while not request.Test():
+            if time.monotonic() > deadline:
+                raise CollectiveTimeout(
+                    f"rank {self.rank} waited {self.timeout:g} s for the other ranks in {what} "
+                    "(a rank stopped, hung or lost; --timeout sets the wait)"
+                )
+            time.sleep(pause)
+            pause = min(2 * pause or 1e-5, 1e-3)  # a tight loop first, then at most a millisecond
+
+    def barrier(self, what: str) -> None:
+        """Every rank reaches this point (or :class:`CollectiveTimeout`): before a blocking collective."""
+        self._wait(self.comm.Ibarrier(), what)
+
+    def gather(self, value: Any, what: str) -> list[Any] | None:
+        """``value`` from every rank at rank 0 (``None`` elsewhere), after a deadline-bound barrier."""
+        self.barrier(what)
+        return self.comm.gather(value, root=0)
+
+    def maximum(self, value: int) -> int:
+        """The largest ``value`` over the ranks (a stop request: every rank stops at the same step)."""
+        buffer = np.array([value], dtype=np.int64)
+        self._wait(self.comm.Iallreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.MAX), "a stop request's all-reduce")
+        return int(buffer[0])
 
     # --- setup ----------------------------------------------------------------------------
 
@@ -63,6 +107,7 @@ class Communicator:
         """Compare ``description`` (hyperparameters, parameter shapes and dtypes, data sizes) with
         rank 0's; on any difference every rank raises :class:`ConfigurationMismatch` with one line
         naming the first rank and key that differ."""
+        self.barrier("the start")
         reference = self.comm.bcast(description, root=0)
         differences = [k for k in sorted(set(reference) | set(description)) if reference.get(k) != description.get(k)]
         mine = None
@@ -78,7 +123,7 @@ class Communicator:
         """Every rank takes rank 0's parameter values (one ``Bcast`` per dtype)."""
         for group in _by_dtype(parameters):
             buffer = _pack([p.value for p in group], group[0].value.dtype)
-            self.comm.Bcast(buffer, root=0)
+            self._wait(self.comm.Ibcast(buffer, root=0), "the parameters' broadcast")
             _unpack(buffer, group, "value")
 
     # --- each step ------------------------------------------------------------------------
@@ -95,7 +140,7 @@ class Communicator:
             if k == 0:
                 buffer[-1] = weight * extra
             start = time.perf_counter()
-            self.comm.Allreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM)
+            self._wait(self.comm.Iallreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM), "the gradients' all-reduce")
             self.allreduce_seconds += time.perf_counter() - start
             self.allreduce_calls += 1
             if k == 0:
@@ -107,7 +152,7 @@ class Communicator:
     def sum(self, *values: float) -> list[float]:
         """Element-wise sums of a few numbers over the ranks (evaluation counts)."""
         buffer = np.array(values, dtype=np.float64)
-        self.comm.Allreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM)
+        self._wait(self.comm.Iallreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM), "the evaluation's all-reduce")
         return buffer.tolist()
 
     def shard(self, indices: np.ndarray) -> tuple[np.ndarray, float]:
@@ -122,6 +167,7 @@ class Communicator:
         of what each uses (gathered: call it on every rank)."""
         from .._parallel import available_cores, share_cores
 
+        self.barrier("the start")
         node = self.comm.Split_type(self.mpi.COMM_TYPE_SHARED, key=self.rank)
         local_rank, local_size = node.Get_rank(), node.Get_size()
         node.Free()
@@ -138,15 +184,22 @@ class Communicator:
 
 
 @contextlib.contextmanager
-def abort_on_error(communicator: Communicator | None, code: int = 2, stream: IO[str] | None = None) -> Iterator[None]:
+def abort_on_error(
+    communicator: Communicator | None,
+    code: int = 2,
+    stream: IO[str] | None = None,
+    together: tuple[type[BaseException], ...] = (),
+) -> Iterator[None]:
     """Run the body; if it raises on this rank, print one line and ``MPI_Abort`` the whole job,
     so that no other rank waits forever in a collective.  (Without a communicator, or with one
-    rank, the exception propagates as usual.)"""
+    rank, or for an exception of the ``together`` kinds, which every rank raises at the same
+    point, the exception propagates as usual.)"""
     try:
         yield
     except BaseException as exc:
-        if communicator is None or communicator.size == 1 or isinstance(exc, SystemExit | ConfigurationMismatch):
-            raise  # a mismatch is found by every rank together: no rank is left waiting
+        every_rank: tuple[type[BaseException], ...] = (SystemExit, ConfigurationMismatch, *together)
+        if communicator is None or communicator.size == 1 or isinstance(exc, every_rank):
+            raise  # found by every rank together: no rank is left waiting
         out = sys.stderr if stream is None else stream
         out.write(f"xpconv train: rank {communicator.rank} failed, ending the job: {type(exc).__name__}: {exc}\n")
         out.flush()
@@ -155,6 +208,7 @@ def abort_on_error(communicator: Communicator | None, code: int = 2, stream: IO[
         # with status 2 and no message).  A moment's pause lets it through.
         time.sleep(ABORT_GRACE_S)
         communicator.abort(code)
+        raise SystemExit(code) from None  # MPI_Abort may return before the process manager kills this rank
 
 
 def _by_dtype(parameters: list[Parameter], need_grad: bool = False) -> list[list[Parameter]]:

@@ -5,12 +5,21 @@ parameters' gradients in ``Parameter.grad`` (overwriting, not accumulating).  La
 public kernels and hold no copy of the math.  Parameters live on one device, chosen by
 ``device=`` or, when that is omitted, the ``XPCONV_DEVICE`` environment variable (default
 ``"cpu"``); every layer computes under its input's device.
+
+A layer keeps what its backward needs (its input, a mask) only from a forward in training mode
+until that backward: in evaluation mode, and after the backward, it holds nothing of the batch.
+
+Parameters are named by their paths, as PyTorch names them: ``"weight"`` and ``"bias"`` in a
+layer, ``"3.weight"`` for the fourth layer of a :class:`Sequential` (activations, pooling and
+flattening counted, as ``torch.nn.Sequential`` counts its modules), so :meth:`Layer.state_dict`
+of a network holds the keys of the same ``torch.nn.Sequential``'s.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -44,6 +53,16 @@ def _check_input(layer: Layer, x: object) -> None:
         raise TypeError(f"{type(layer).__name__}.forward: x must be a NumPy or CuPy array, got {type(x).__name__}")
 
 
+def _saved(layer: Layer, value: Any) -> Any:
+    """What ``layer``'s backward saved from its forward, or a ``RuntimeError`` saying why there is none."""
+    if value is None:
+        raise RuntimeError(
+            f"{type(layer).__name__}.backward needs a forward in training mode first (a layer keeps nothing "
+            "of the batch in evaluation mode, nor after its backward)"
+        )
+    return value
+
+
 class Parameter:
     """A trainable array and the gradient the last ``backward`` left for it."""
 
@@ -61,8 +80,51 @@ class Layer(ABC):
 
     training = True
 
-    def parameters(self) -> list[Parameter]:
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
+        """``(path, parameter)`` pairs: ``("weight", ...)`` in a layer, ``("3.weight", ...)`` in a :class:`Sequential`."""
         return []
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def state_dict(self) -> dict[str, Array]:
+        """The parameters' values by path (the arrays themselves, on their device), in order."""
+        return {name: p.value for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
+        """Copy ``state``'s arrays (NumPy or CuPy, any device) into the parameters of the same
+        paths, onto each parameter's device.  Shapes and dtypes must match; with ``strict``, the
+        keys too.  Every mismatch is listed in one ``ValueError``, and nothing is copied then."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a mapping of parameter paths to arrays, got {type(state).__name__}")
+        own = dict(self.named_parameters())
+        problems = []
+        if strict:
+            missing = [k for k in own if k not in state]
+            unexpected = [k for k in state if k not in own]
+            problems += [f"missing {', '.join(missing)}"] * bool(missing)
+            problems += [f"unexpected {', '.join(map(str, unexpected))}"] * bool(unexpected)
+        for name, p in own.items():
+            if name not in state:
+                continue
+            value = state[name]
+            if not is_array(value):
+                problems.append(f"{name} is a {type(value).__name__}, not an array")
+            elif tuple(value.shape) != tuple(p.value.shape):
+                problems.append(f"{name} has shape {tuple(value.shape)}, the layer's {tuple(p.value.shape)}")
+            elif value.dtype != p.value.dtype:
+                problems.append(f"{name} is {value.dtype}, the layer's is {p.value.dtype}")
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: {'; '.join(problems)}")
+        for name, p in own.items():
+            if name in state:
+                with device_scope(p.value):
+                    p.value[...] = to_device(
+                        state[name], device_of(p.value)
+                    )  # in place: optimizers keep their references
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
     def train(self, mode: bool = True) -> Layer:
         self.training = mode
@@ -112,14 +174,19 @@ class _ParameterLayer(Layer):
                 f"{type(self).__name__} parameters are on {self.device} but its input is on {where}; "
                 f"move the input with xpconv.to_device(x, {self.device!r})"
             )
+        self._x = x if self.training else None
 
     def _saved_input(self) -> Array:
-        if self._x is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        return self._x
+        x, self._x = _saved(self, self._x), None
+        return x
 
-    def parameters(self) -> list[Parameter]:
-        return [p for p in (self.weight, self.bias) if p is not None]
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
+        return [(name, p) for name, p in (("weight", self.weight), ("bias", self.bias)) if p is not None]
+
+    def __repr__(self) -> str:
+        shape = "x".join(map(str, self.weight.value.shape))
+        bias = "" if self.bias is not None else ", bias=False"
+        return f"{type(self).__name__}(weight {shape}{bias}, {self.dtype}, {self.device})"
 
     def _keep(self, grads: Gradients) -> Array:
         """Store the parameter gradients of a kernel's ``Gradients``; return the input's."""
@@ -173,7 +240,6 @@ class Conv2D(_ParameterLayer):
 
     def forward(self, x: Array) -> Array:
         self._check_device(x)
-        self._x = x
         bias = None if self.bias is None else self.bias.value
         return conv2d(x, self.weight.value, bias, **self._hyperparameters())
 
@@ -228,7 +294,6 @@ class ConvTranspose2D(_ParameterLayer):
 
     def forward(self, x: Array) -> Array:
         self._check_device(x)
-        self._x = x
         bias = None if self.bias is None else self.bias.value
         return conv_transpose2d(x, self.weight.value, bias, **self.hyperparameters)
 
@@ -241,16 +306,22 @@ class ConvTranspose2D(_ParameterLayer):
 
 
 class _Pool(Layer):
-    """A pooling layer: no parameters; keeps its input for the backward pass."""
+    """A pooling layer: no parameters; keeps its input for the backward pass (in training)."""
 
     def __init__(self, **arguments: Any) -> None:
         self.arguments = arguments
         self._x: Array | None = None
 
+    def _keep_input(self, x: Array) -> None:
+        _check_input(self, x)
+        self._x = x if self.training else None
+
     def _saved_input(self) -> Array:
-        if self._x is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        return self._x
+        x, self._x = _saved(self, self._x), None
+        return x
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.arguments.items())})"
 
 
 class MaxPool2D(_Pool):
@@ -270,8 +341,7 @@ class MaxPool2D(_Pool):
         )
 
     def forward(self, x: Array) -> Array:
-        _check_input(self, x)
-        self._x = x
+        self._keep_input(x)
         return max_pool2d(x, **self.arguments)
 
     def backward(self, grad_output: Array) -> Array:
@@ -297,8 +367,7 @@ class AvgPool2D(_Pool):
         )  # fmt: skip
 
     def forward(self, x: Array) -> Array:
-        _check_input(self, x)
-        self._x = x
+        self._keep_input(x)
         return avg_pool2d(x, **self.arguments)
 
     def backward(self, grad_output: Array) -> Array:
@@ -326,7 +395,6 @@ class Dense(_ParameterLayer):
 
     def forward(self, x: Array) -> Array:
         self._check_device(x)
-        self._x = x
         return dense(x, self.weight.value, None if self.bias is None else self.bias.value)
 
     def backward(self, grad_output: Array) -> Array:
@@ -337,84 +405,122 @@ class Dense(_ParameterLayer):
 class Flatten(Layer):
     """(N, d1, d2, ...) -> (N, d1·d2·...)."""
 
+    _shape: tuple[int, ...] | None = None
+
     def forward(self, x: Array) -> Array:
         _check_input(self, x)
-        self._shape = x.shape
+        self._shape = tuple(x.shape)
         return x.reshape(x.shape[0], -1)  # (N, C, H, W) -> (N, C·H·W), a view on x's device
 
     def backward(self, grad_output: Array) -> Array:
-        return grad_output.reshape(self._shape)  # (N, C·H·W) -> (N, C, H, W)
+        return grad_output.reshape(_saved(self, self._shape))  # (N, C·H·W) -> (N, C, H, W)
 
 
 class Tanh(Layer):
+    _y: Array | None = None
+
     def forward(self, x: Array) -> Array:
         _check_input(self, x)
         with device_scope(x):
-            self._y = array_namespace(x).tanh(x)
-        return self._y
+            y = array_namespace(x).tanh(x)
+        self._y = y if self.training else None
+        return y
 
     def backward(self, grad_output: Array) -> Array:
+        y, self._y = _saved(self, self._y), None
         with device_scope(grad_output):
-            return grad_output * (1 - self._y * self._y)
+            return grad_output * (1 - y * y)
 
 
 class ReLU(Layer):
+    _mask: Array | None = None
+
     def forward(self, x: Array) -> Array:
         _check_input(self, x)
         with device_scope(x):
-            self._mask = x > 0
-            return x * self._mask
+            mask = x > 0
+            self._mask = mask if self.training else None
+            return x * mask
 
     def backward(self, grad_output: Array) -> Array:
+        mask, self._mask = _saved(self, self._mask), None
         with device_scope(grad_output):
-            return grad_output * self._mask
+            return grad_output * mask
 
 
 class Dropout(Layer):
     """Inverted dropout: in training, zero each entry with probability ``p`` and scale the
     rest by ``1 / (1 - p)``; in evaluation mode, the identity.
 
-    Each layer keeps one random generator per device, built on first use there from ``seed``.
+    The masks come from one NumPy generator (PCG64) seeded by ``seed``, drawn on the host and
+    copied to the input's device: the same masks on every device, and a state that a checkpoint
+    can keep (:meth:`rng_state`; CuPy's cuRAND generators have no public way to save theirs).
     """
 
     def __init__(self, p: float = 0.5, *, seed: int | None = None) -> None:
         if not 0.0 <= p < 1.0:
             raise ValueError(f"p must be in [0, 1), got {p!r}")
         self.p = float(p)
-        self._seed = seed
-        self._rngs: dict[str, Any] = {}  # device -> numpy or cupy random Generator
+        self._rng = np.random.default_rng(seed)
         self._mask: Array | None = None
 
-    def _generator(self, xp: Any, device: Device) -> Any:
-        rng = self._rngs.get(device)
-        if rng is None:  # built once per device: on a GPU each one allocates and seeds cuRAND states
-            rng = self._rngs[device] = xp.random.default_rng(self._seed)
-        return rng
+    def rng_state(self) -> dict[str, Any]:
+        """The masks' generator state (JSON-serialisable)."""
+        return dict(self._rng.bit_generator.state)
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Restore a state from :meth:`rng_state`: the next masks are those that followed it."""
+        self._rng.bit_generator.state = state
 
     def forward(self, x: Array) -> Array:
         _check_input(self, x)
+        self._mask = None
         if not self.training or self.p == 0.0:
-            self._mask = None
             return x
-        xp = array_namespace(x)
+        keep = self._rng.random(x.shape, dtype=np.float32) >= self.p
+        mask = to_device((keep / np.float32(1.0 - self.p)).astype(x.dtype), device_of(x))
+        self._mask = mask
         with device_scope(x):
-            keep = self._generator(xp, device_of(x)).random(x.shape, dtype=np.float32) >= self.p
-            self._mask = keep.astype(x.dtype) / x.dtype.type(1.0 - self.p)
-            return x * self._mask
+            return x * mask
 
     def backward(self, grad_output: Array) -> Array:
-        if self._mask is None:
+        if not self.training or self.p == 0.0:
             return grad_output
+        mask, self._mask = _saved(self, self._mask), None
         with device_scope(grad_output):
-            return grad_output * self._mask
+            return grad_output * mask
+
+    def __repr__(self) -> str:
+        return f"Dropout(p={self.p})"
 
 
 class Sequential(Layer):
-    def __init__(self, *layers: Layer) -> None:
-        self.layers = list(layers)
+    """Layers applied in order; ``len``, iteration and indexing give the layers."""
 
-    def parameters(self) -> list[Parameter]:
-        return [p for layer in self.layers for p in layer.parameters()]
+    def __init__(self, *layers: Layer) -> None:
+        for k, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                hint = " (pass the layers themselves: Sequential(*layers))" if isinstance(layer, list | tuple) else ""
+                raise TypeError(f"Sequential takes layers, got a {type(layer).__name__} at position {k}{hint}")
+        self.layers = list(layers)
+        for name, p in self.named_parameters():
+            p.name = name  # its path, unique in the network
+
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
+        return [(f"{k}.{name}", p) for k, layer in enumerate(self.layers) for name, p in layer.named_parameters()]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def __getitem__(self, index: int) -> Layer:
+        return self.layers[index]
+
+    def __repr__(self) -> str:
+        lines = "".join(f"\n  ({k}): {layer!r}" for k, layer in enumerate(self.layers))
+        return f"Sequential({lines}\n)"
 
     def train(self, mode: bool = True) -> Sequential:
         self.training = mode

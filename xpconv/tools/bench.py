@@ -547,24 +547,32 @@ def consistency(results: list[Result]) -> list[str]:
 
 
 def format_table(results: list[Result], ceiling: float) -> str:
-    """The results as text: each time with its spread over rounds, each ratio with its range."""
+    """The results as text: each time with its spread over rounds, each ratio with its range; the
+    PyTorch and book columns only where some row has a figure for them."""
     wide = max([18, *(len(r.op) + 1 for r in results)])  # the op column
+    with_torch = any(r.torch_ms for r in results)
+    with_book = any(r.book_speedup for r in results)
     header = (
-        f"{'op':<{wide}} {'shape':<12} {'algorithm':<9} {'median ms':>9} {'spread ms':>15} {'GFLOP/s':>7} "
-        f"{'%ceil':>5} {'torch ms':>8} {'vs torch':>8} {'(range)':>11} {'x book':>6}"
+        f"{'op':<{wide}} {'shape':<12} {'algorithm':<9} {'median ms':>9} {'spread ms':>15} {'GFLOP/s':>7} {'%ceil':>5}"
+        + (f" {'torch ms':>8} {'vs torch':>8} {'(range)':>11}" if with_torch else "")
+        + (f" {'x book':>6}" if with_book else "")
     )
     lines = [header, "-" * len(header)]
     for r in results:
         pooling = "pool2d" in r.op  # GFLOP/s there count window elements: no matmul to compare with
         spread = f"{r.low_ms:.2f}-{r.high_ms:.2f}"
-        torch_ms = f"{r.torch_ms:8.2f}" if r.torch_ms else f"{'':>8}"
-        ratio = f"{r.torch_ratio:7.2f}x" if r.torch_ratio else f"{'':>8}"
-        ratio_range = f"{r.torch_ratio_low:.2f}-{r.torch_ratio_high:.2f}" if r.torch_ratio else ""
-        book = f"{r.book_speedup:6.0f}" if r.book_speedup else f"{'':>6}"
-        lines.append(
+        line = (
             f"{r.op:<{wide}} {r.shape:<12} {r.algorithm:<9} {r.median_ms:9.2f} {spread:>15} {r.gflops:7.1f} "
-            f"{'' if pooling else f'{100 * r.gflops / ceiling:4.0f}%':>5} {torch_ms} {ratio} {ratio_range:>11} {book}"
+            f"{'' if pooling else f'{100 * r.gflops / ceiling:4.0f}%':>5}"
         )
+        if with_torch:
+            torch_ms = f"{r.torch_ms:8.2f}" if r.torch_ms else f"{'':>8}"
+            ratio = f"{r.torch_ratio:7.2f}x" if r.torch_ratio else f"{'':>8}"
+            ratio_range = f"{r.torch_ratio_low:.2f}-{r.torch_ratio_high:.2f}" if r.torch_ratio else ""
+            line += f" {torch_ms} {ratio} {ratio_range:>11}"
+        if with_book:
+            line += f" {r.book_speedup:6.0f}" if r.book_speedup else f" {'':>6}"
+        lines.append(line.rstrip())
     ratios = [r.torch_ratio for r in results if r.op == "conv2d-train-step" and r.torch_ratio]
     if ratios:
         geo = math.exp(sum(map(math.log, ratios)) / len(ratios))

@@ -1,15 +1,20 @@
-"""Command line: ``xpconv info``, ``xpconv check``, ``xpconv bench``, ``xpconv train``.
+"""Command line: ``xpconv info``, ``xpconv check``, ``xpconv bench``, ``xpconv train``,
+``xpconv evaluate``.
 
 Every misuse ends in one line on stderr and exit status 2, before any long work starts.
+``xpconv train`` exits 1 when the loss turns NaN or infinite, and 130 or 143 when SIGINT or
+SIGTERM stopped it (after writing its ``--checkpoint``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import math
 import os
 import platform
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -57,15 +62,65 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in rows) else 1
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from ..nn.data import load_mnist, load_sklearn_digits
-    from ..nn.fit import book_network, fit, lenet5_network
+def _network(name: str, h: int, w: int, device: str, dtype: str, seed: int, rank: int = 0):
+    """``(model, description)`` of ``--model name`` for h×w images."""
+    from ..nn.fit import book_network, lenet5_network
 
+    if name == "lenet5":
+        model = lenet5_network(h, w, device=device, dtype=dtype, seed=seed)
+        return model, (
+            "LeNet-5: Conv2D(1->6, 5x5, padding 2) -> ReLU -> MaxPool2D(2) -> Conv2D(6->16, 5x5) -> ReLU -> "
+            f"MaxPool2D(2) -> Flatten -> Dense({16 * ((h // 2 - 4) // 2) * ((w // 2 - 4) // 2)}->120) -> ReLU -> "
+            "Dense(120->84) -> ReLU -> Dense(84->10)"
+        )
+    model = book_network(h, w, device=device, dtype=dtype, seed=seed, dropout_seed=seed + 1 + 1000 * rank)
+    return model, f"Conv2D(1->16, 5x5, same) -> Tanh -> Dropout(0.2) -> Flatten -> Dense({16 * h * w}->10)"
+
+
+class _StopOnSignals:
+    """While active, SIGINT and SIGTERM only ask the training loop to stop (it then writes its
+    checkpoint and raises ``Interrupted``); a second signal of the same kind stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignals:
+        for number in self.SIGNALS:
+            self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.received == number:  # asked twice: stop now
+            signal.signal(number, self.previous[number])
+            signal.raise_signal(number)
+        self.received = number
+
+    def __exit__(self, *exc: Any) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def __call__(self) -> int | None:
+        return self.received
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..nn.checkpoint import CheckpointError
+    from ..nn.data import load_mnist, load_sklearn_digits
+    from ..nn.fit import Checkpointing, Interrupted, NonFiniteLoss, ResumeMismatch, fit
+
+    if args.resume and not args.checkpoint:
+        raise ValueError("--resume continues from --checkpoint PATH: give the path")
+    if args.checkpoint_every and not args.checkpoint:
+        raise ValueError("--checkpoint-every N needs --checkpoint PATH")
+    _check_output_path(args.checkpoint, "--checkpoint")
     communicator = None
     if args.distributed:
         from ..nn.distributed import Communicator
 
-        communicator = Communicator()  # without mpi4py: one line naming the extra, exit 2
+        communicator = Communicator(timeout=args.timeout)  # without mpi4py: one line naming the extra, exit 2
     rank = 0 if communicator is None else communicator.rank
     say = print if rank == 0 else (lambda *a, **k: None)
     device = resolve_device(args.device)
@@ -76,16 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             data = load_sklearn_digits(seed=args.seed)
         _, _, h, w = data.train_images.shape
-        if args.model == "lenet5":
-            model = lenet5_network(h, w, device=device, seed=args.seed)
-            network = (
-                "LeNet-5: Conv2D(1->6, 5x5, padding 2) -> ReLU -> MaxPool2D(2) -> Conv2D(6->16, 5x5) -> ReLU -> "
-                f"MaxPool2D(2) -> Flatten -> Dense({16 * ((h // 2 - 4) // 2) * ((w // 2 - 4) // 2)}->120) -> ReLU -> "
-                "Dense(120->84) -> ReLU -> Dense(84->10)"
-            )
-        else:
-            model = book_network(h, w, device=device, seed=args.seed, dropout_seed=args.seed + 1 + 1000 * rank)
-            network = f"Conv2D(1->16, 5x5, same) -> Tanh -> Dropout(0.2) -> Flatten -> Dense({16 * h * w}->10)"
+        model, network = _network(args.model, h, w, device, args.dtype, args.seed, rank)
         error = None
     except (DeviceUnavailableError, ValueError, OSError, ModuleNotFoundError) as exc:
         error = exc
@@ -106,17 +152,36 @@ def cmd_train(args: argparse.Namespace) -> int:
         if communicator is None
         else f"; {_count(communicator.size, 'process', 'processes')}, global batch {args.batch_size}"
     )
-    say(f"network: {network} on {device}; SGD lr={args.lr} momentum={args.momentum}, batch {args.batch_size}{ranks}")
+    say(
+        f"network: {network} on {device}, {args.dtype}; SGD lr={args.lr} momentum={args.momentum}, "
+        f"batch {args.batch_size}{ranks}"
+    )
     from ..nn.distributed import ConfigurationMismatch, abort_on_error
 
+    stop = _StopOnSignals()
+    checkpoint = None
+    if args.checkpoint:
+        identity = {"network": args.model, "train_count": args.train_count if args.data else None}
+        checkpoint = Checkpointing(args.checkpoint, args.checkpoint_every, args.resume, stop, identity)
+        if args.resume:
+            say(f"resuming from {args.checkpoint}")
+    together = (NonFiniteLoss, Interrupted, ResumeMismatch)  # every rank raises these at the same step
     try:
-        with abort_on_error(communicator):
+        with abort_on_error(communicator, together=together), stop if checkpoint else contextlib.nullcontext():
             history = fit(model, data, device=device, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 momentum=args.momentum, seed=args.seed, progress=not args.quiet and rank == 0,
-                log=say, communicator=communicator)  # fmt: skip
-    except ConfigurationMismatch as exc:  # found by every rank together: rank 0 says it
+                log=say, communicator=communicator, checkpoint=checkpoint)  # fmt: skip
+    except (ConfigurationMismatch, ResumeMismatch, CheckpointError) as exc:  # rank 0 says it
         say(f"xpconv train: {exc}", file=sys.stderr)
         return 2
+    except NonFiniteLoss as exc:
+        say(f"xpconv train: {exc}", file=sys.stderr)
+        return 1
+    except Interrupted as exc:
+        say(f"xpconv train: {exc}", file=sys.stderr)
+        return 128 + exc.signal_number
+    if checkpoint is not None:
+        say(f"wrote {args.checkpoint}")
     if history and history[-1].loss > math.log(10):
         say(
             f"note: the loss ended at {history[-1].loss:.2f}, above {math.log(10):.2f}, that of an even guess over "
@@ -127,6 +192,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps = communicator.allreduce_calls
         share = communicator.allreduce_seconds
         say(f"all-reduce: {share:.2f} s over {steps} steps on rank 0 ({1e3 * share / max(steps, 1):.2f} ms a step)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..nn.checkpoint import load, read_metadata
+    from ..nn.data import load_mnist, load_sklearn_digits
+    from ..nn.fit import evaluate
+
+    metadata = read_metadata(args.checkpoint)
+    run, preprocessing = metadata.get("run"), metadata.get("preprocessing")
+    if run is None or preprocessing is None:
+        raise ValueError(f"{args.checkpoint}: not a checkpoint of xpconv train (it names no network and preprocessing)")
+    device = resolve_device(args.device)
+    namespace_for(device)
+    scale = (preprocessing["mean"], preprocessing["std"])
+    if args.data:
+        count = args.train_count if args.train_count is not None else run.get("train_count") or 8000
+        data = load_mnist(args.data, count, count_name="--train-count", preprocessing=scale)
+    else:
+        data = load_sklearn_digits(seed=run["seed"])
+    _, _, h, w = data.test_images.shape
+    model, network = _network(run["network"], h, w, device, run["dtype"], 0)
+    load(args.checkpoint, model)
+    accuracy = evaluate(model, data.test_images, data.test_labels, device)
+    print(f"{args.checkpoint}: {run['network']} ({run['dtype']}), test accuracy {100 * accuracy:.2f}% "
+          f"on {len(data.test_labels)} images ({data.description})")  # fmt: skip
     return 0
 
 
@@ -167,7 +258,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     say(f"xpconv bench --device {args.device} --dtype {args.dtype}: {what}: {', '.join(names)}")
     say(f"expected duration: {bench.describe_seconds(seconds)} on 2 cores; progress on stderr")
     if not with_torch:
-        say('PyTorch is not installed, so there is no "vs torch" column: pip install -e ".[bench]" adds it')
+        say('PyTorch is not installed, so there is no "vs torch" column: pip install "xpconv[bench]" adds it')
     else:
         tf32 = {"on": "on", "off": "off", None: "PyTorch's default"}[args.tf32]
         where = "on the CPU" if parse_device(args.device)[0] == "cpu" else f"with cuDNN on the same GPU (TF32 {tf32})"
@@ -236,7 +327,11 @@ def _device(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xpconv", description="Conv2D/dense/bias kernels for NumPy and CuPy")
+    parser = argparse.ArgumentParser(
+        prog="xpconv",
+        description="Convolution (and its transpose), max and average pooling, dense and bias kernels, forward "
+        "and backward, for NumPy and CuPy",
+    )
     parser.add_argument("--version", action="version", version=f"xpconv {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     info_help = "versions, cores, BLAS, worker threads and visible GPUs"
@@ -244,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check",
         help="run every kernel against the float64 reference",
-        description="Run every kernel and gradient (im2col and Winograd, dense, bias) on small random inputs "
+        description="Run every kernel and gradient (conv2d by im2col, Winograd and, on CUDA, the direct kernels; "
+        "conv_transpose2d; max and average pooling; dense; bias) on small random inputs "
         "against the float64 reference; print the worst relative error of each and exit 1 if any is "
         "beyond the tolerance table.",
     )
@@ -293,7 +389,34 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel over MPI: mpiexec -n K xpconv train --distributed ... (needs the mpi extra)")  # fmt: skip
+    train.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                       help="dtype of the parameters and of the images (default float32)")  # fmt: skip
+    train.add_argument("--checkpoint", metavar="PATH",
+                       help="write the whole training state to PATH (.npz) at the end of each epoch, on SIGINT or "
+                            "SIGTERM, and at the end (PATH is then the trained model)")  # fmt: skip
+    train.add_argument("--checkpoint-every", metavar="N", type=_positive_int, default=0,
+                       help="also write the checkpoint every N steps (default 0: only at the ends of epochs)")  # fmt: skip
+    train.add_argument("--resume", action="store_true",
+                       help="continue from --checkpoint PATH, with the arguments that wrote it; ends bit for bit as "
+                            "the uninterrupted run")  # fmt: skip
+    train.add_argument("--timeout", metavar="S", type=_positive_float, default=300,
+                       help="with --distributed: a rank that waits longer than S seconds for the others in a "
+                            "collective ends the job (default 300)")  # fmt: skip
     train.set_defaults(func=cmd_train)
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="a saved model's test accuracy",
+        description="Load a checkpoint written by xpconv train --checkpoint and print its test accuracy on "
+        "the data (standardised as its training images were).",
+    )
+    evaluate.add_argument("--checkpoint", metavar="PATH", required=True, help="a checkpoint of xpconv train")
+    evaluate.add_argument("--data", help="folder with MNIST IDX files (default: scikit-learn's digits)")
+    evaluate.add_argument(
+        "--device", type=_device, default=None, help="cpu, cuda or cuda:N (default $XPCONV_DEVICE or cpu)"
+    )
+    evaluate.add_argument("--train-count", type=_positive_int, default=None,
+                          help="with only the t10k-* files: how many of them trained (default: the checkpoint's)")  # fmt: skip
+    evaluate.set_defaults(func=cmd_evaluate)
     return parser
 
 
@@ -314,7 +437,13 @@ def _bench_shapes() -> tuple[str, ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:  # the reader left (xpconv info | head -1): end quietly, as other tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit
+        return 128 + signal.SIGPIPE
     except (DeviceUnavailableError, ValueError, OSError, ModuleNotFoundError) as exc:
         print(f"xpconv {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ def require_matplotlib() -> None:
     try:
         importlib.import_module("matplotlib")
     except ImportError:
-        raise ModuleNotFoundError('--plot needs matplotlib: pip install -e ".[plot]"') from None
+        raise ModuleNotFoundError('--plot needs matplotlib: pip install "xpconv[plot]"') from None
 
 
 def plot_gflops(results: list[Result], path: str, ceiling: float, title: str) -> None:
