@@ -256,6 +256,27 @@ def check_max_pool_indices(rng, cfg, dtype, to=lambda a: a, **extra):
     return host
 
 
+def check_max_unpool(rng, cfg, dtype, to=lambda a: a):
+    """``max_unpool2d`` of a max pooling's output and indices, and its gradient, against the oracle
+    (a sequential scatter: the last window in raster order wins a place named twice)."""
+    shape, kw = max_pool_args(cfg)
+    x = max_pool_input(rng, shape, dtype, ties=True)
+    y, indices = xpconv.max_pool2d(x, **kw, return_indices=True)
+    kw = {k: v for k, v in kw.items() if k in ("kernel_size", "stride", "padding")}
+    k, s, p = pair(kw["kernel_size"]), pair(kw["stride"] or kw["kernel_size"]), pair(kw["padding"])
+    default = [(n - 1) * st - 2 * pa + ke for n, st, pa, ke in zip(y.shape[2:], s, p, k, strict=True)]
+    if not all(d - st < size < d + st for d, st, size in zip(default, s, shape[2:], strict=True)):
+        pytest.skip(f"x's size {shape[2:]} is beyond a stride of the unpooling's {default}: PyTorch refuses it too")
+    values = random_array(rng, y.shape, dtype)  # any values for the places
+    unpooled = xpconv.max_unpool2d(to(values), to(indices), **kw, output_size=shape[2:])
+    go = random_array(rng, tuple(unpooled.shape), dtype)
+    grad = xpconv.max_unpool2d_backward(to(go), to(indices), **kw)
+    ref, ref_grad = oracle.oracle_max_unpool2d(values.astype(np.float64), indices, shape[2:], go.astype(np.float64))
+    np.testing.assert_array_equal(to_host(unpooled), ref.astype(dtype))  # values moved, not summed: exact
+    np.testing.assert_array_equal(to_host(grad), ref_grad.astype(dtype))
+    assert unpooled.dtype == grad.dtype == dtype
+
+
 def check_avg_pool(rng, cfg, dtype, to=lambda a: a, after_kernels=lambda outputs: None, **extra):
     """avg_pool2d and its gradient against the oracle, as :func:`check_max_pool`."""
     shape, kw = avg_pool_args(cfg)

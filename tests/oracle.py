@@ -233,3 +233,21 @@ def oracle_conv_transpose2d(x, w, b, stride, pad, output_padding, dilation, grou
         y += np.asarray(b, np.float64)[None, :, None, None]
     db = None if go is None else np.array([go[:, o].sum() for o in range(cog * groups)])
     return y, (dx, dw, db)
+
+
+def oracle_max_unpool2d(x, indices, size, grad_output=None):
+    """Zeros of ``size`` (H_out, W_out) per plane, then, window by window in raster order, the value
+    of ``x`` written at the place its index names (a later window overwrites an earlier one); with
+    ``grad_output``, also the gradient: each window's value of ``grad_output`` at its place."""
+    n, c, h, w = x.shape
+    out = np.zeros((n, c, size[0] * size[1]))
+    grad = np.zeros((n, c, h, w))
+    for b in range(n):
+        for ch in range(c):
+            for i in range(h):
+                for j in range(w):
+                    place = int(indices[b, ch, i, j])
+                    out[b, ch, place] = x[b, ch, i, j]
+                    if grad_output is not None:
+                        grad[b, ch, i, j] = grad_output[b, ch].reshape(-1)[place]
+    return out.reshape(n, c, *size), grad

@@ -28,6 +28,7 @@ from cases import (
     check_conv_transpose,
     check_max_pool,
     check_max_pool_indices,
+    check_max_unpool,
     conv_configs,
     digit_like,
     make_case,
@@ -240,6 +241,15 @@ def test_max_pool_indices_on_device_match_oracle_and_cpu(fake_cupy_module, rng, 
     seed = int(rng.integers(2**32))
     on_device = check_max_pool_indices(np.random.default_rng(seed), cfg, dtype, to=_on(device))
     np.testing.assert_array_equal(on_device, check_max_pool_indices(np.random.default_rng(seed), cfg, dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("cfg", MAX_CASES)
+def test_max_unpool_on_device_matches_oracle(fake_cupy_module, rng, cfg, device, dtype):
+    fake_cupy.reset_counters()
+    check_max_unpool(rng, cfg, dtype, to=_on(device))
+    assert fake_cupy.counters["raw_launches"] == 1  # the unpooling: one gather kernel
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

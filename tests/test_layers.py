@@ -102,9 +102,40 @@ def test_lenet5_shapes_and_gradient(rng):
     assert [tuple(p.value.shape) for p in model.parameters()][::2] == [
         (6, 1, 5, 5), (16, 6, 5, 5), (120, 400), (84, 120), (10, 84),
     ]  # fmt: skip
-    check_layer(lenet5_network(16, 12, dtype="float64", seed=1), random_array(rng, (2, 1, 16, 12)), rng)
+    network = lenet5_network(16, 12, dtype="float64", seed=1)
+    network.input_gradient = True  # the whole network's input gradient, checked by differences
+    check_layer(network, random_array(rng, (2, 1, 16, 12)), rng)
     with pytest.raises(ValueError, match="at least 12x12 pixels, got 8x8"):
         lenet5_network(8, 8)
+
+
+def test_a_network_computes_no_gradient_for_its_images(rng, monkeypatch):
+    """By default a Sequential's first layer computes only its parameters' gradients (the images
+    need none): the same parameter gradients, no input gradient, and conv2d_backward asked for none."""
+    x = random_array(rng, (3, 1, 16, 12))
+    grads = {}
+    original = xpconv.nn.layers.conv2d_backward
+    for needed in (True, False):
+        model = lenet5_network(16, 12, dtype="float64", seed=1)
+        model.input_gradient = needed
+        go = np.random.default_rng(0).standard_normal(model.forward(x).shape)
+        asked = []
+
+        def spy(*args, asked=asked, **kwargs):
+            asked.append(kwargs["with_input"])
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(xpconv.nn.layers, "conv2d_backward", spy)
+        result = model.backward(go)
+        assert (result is None) != needed and asked == [True, needed]  # conv2, then conv1
+        grads[needed] = [p.grad for p in model.parameters()]
+    for a, b in zip(grads[True], grads[False], strict=True):
+        np.testing.assert_array_equal(a, b)
+    inner = Sequential(Dense(4, 3, seed=0), Tanh())
+    outer = Sequential(Dense(5, 4, seed=1), inner)
+    assert inner.input_gradient  # the layer before it needs its input gradient
+    outer.forward(random_array(rng, (2, 5)).astype(np.float32))
+    assert outer.backward(np.ones((2, 3), np.float32)) is None
 
 
 def test_pooling_layer_backward_before_forward():
@@ -164,6 +195,7 @@ def _network(seed=0, dtype="float64"):
 
 def test_whole_network_gradient(rng):
     model = _network()
+    model.input_gradient = True  # the images' gradient too, checked by differences
     x = random_array(rng, (3, 1, 5, 4))
     labels = rng.integers(0, 4, size=3)
     loss_fn = SoftmaxCrossEntropy()
@@ -261,6 +293,7 @@ def test_training_step_on_cuda_namespace(fake_cupy_module):
         Dropout(0.2, seed=0),
         Flatten(),
         Dense(72, 4, device="cuda", seed=1),
+        input_gradient=True,
     )
     loss_fn, opt = SoftmaxCrossEntropy(), SGD(model.parameters(), lr=0.1)
     xd, yd = xpconv.to_device(x, "cuda"), xpconv.to_device(labels, "cuda")

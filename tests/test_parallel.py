@@ -2,6 +2,7 @@
 
 import multiprocessing
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -100,3 +101,54 @@ def test_xpconv_num_threads_overrides_the_share(monkeypatch):
         assert _parallel.share_cores(1, 0) == (1, 1)
     finally:
         _parallel.reset()  # gives the BLAS its threads back
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x, w, go: xpconv.conv2d_backward(go, x, w, padding=1, algorithm="im2col"),  # one chunk, any workers
+        lambda x, w, go: xpconv.conv2d_backward(go, x, w, padding=1, algorithm="im2col", workspace_bytes=3 * 2**20),
+        lambda x, w, go: xpconv.conv2d_backward(go, x, w, padding=1, algorithm="winograd", workspace_bytes=3 * 2**20),
+        lambda x, w, go: xpconv.conv2d_backward(go, x, w[:, :8], padding=1, groups=2, workspace_bytes=2**20),
+        lambda x, w, go: xpconv.avg_pool2d_backward(go[:, :16, ::2, ::2], x, 2),
+    ],
+    ids=["im2col", "im2col-chunked", "winograd", "grouped", "avg_pool"],
+)
+def test_results_do_not_depend_on_the_worker_count(monkeypatch, call):
+    """Chunks are cut by the shapes and the workspace alone, so every sum over chunks (the weight
+    and bias gradients) is the same bits with one worker thread as with two."""
+    pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 16, 20, 20), dtype=np.float32)
+    w = rng.standard_normal((32, 16, 3, 3), dtype=np.float32)
+    go = rng.standard_normal((6, 32, 20, 20), dtype=np.float32)
+    results = []
+    for workers in ("1", "2", "3"):
+        monkeypatch.setenv("XPCONV_NUM_THREADS", workers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # three workers on two cores warn about sharing them
+            out = call(x, w, go)
+        results.append([a for a in (out if isinstance(out, tuple) else (out,)) if a is not None])
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_kernels_raise_no_floating_point_warnings():
+    """A non-finite input gives non-finite outputs, as IEEE arithmetic says, without a
+    RuntimeWarning from inside the kernels (in the calling thread or the workers): im2col gives ±inf
+    at the outputs whose windows read the ∞ (PyTorch's result), Winograd NaN over the 4x4 output
+    tiles whose input tiles hold it."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 32, 16, 16)).astype(np.float32)
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    x[0, 0, 8, 8] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        im2col = xpconv.conv2d(x, w, padding=1, algorithm="im2col")
+        winograd = xpconv.conv2d(x, w, padding=1, algorithm="winograd")
+        xpconv.conv2d_backward(np.ones_like(winograd), x, w, padding=1, algorithm="winograd")
+        xpconv.avg_pool2d(np.full((1, 1, 4, 4), 3e38, np.float32), 2)  # the sums overflow inside
+    assert np.isinf(im2col[0, 0, 7:10, 7:10]).all() and np.isinf(im2col[0]).sum() == 9 * 32
+    assert np.isnan(winograd[0, 0, 4:12, 4:12]).all() and np.isnan(winograd[0]).sum() == 64 * 32
+    assert np.isfinite(im2col[1:]).all() and np.isfinite(winograd[1:]).all()

@@ -17,6 +17,7 @@ from cases import (
     check_avg_pool,
     check_max_pool,
     check_max_pool_indices,
+    check_max_unpool,
     max_pool_args,
     max_pool_input,
     max_pool_oracle,
@@ -39,6 +40,27 @@ def test_max_pool_indices_route_the_oracles_gradient(rng, cfg, dtype):
     check_max_pool_indices(rng, cfg, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", MAX_CASES)
+def test_max_unpool_matches_oracle(rng, cfg, dtype):
+    check_max_unpool(rng, cfg, dtype)
+
+
+def test_max_unpool_sizes_and_checks(rng):
+    even = random_array(rng, (2, 3, 6, 6))
+    assert xpconv.max_unpool2d(*xpconv.max_pool2d(even, 2, return_indices=True), 2).shape == even.shape  # the default
+    x = random_array(rng, (2, 3, 7, 7))
+    y, indices = xpconv.max_pool2d(x, 2, return_indices=True)  # 3x3: the last row and column unread
+    full = xpconv.max_unpool2d(y, indices, 2, output_size=x.shape)
+    assert full.shape == x.shape and (full[:, :, 6] == 0).all()
+    with pytest.raises(ValueError, match=r"output_size \(9, 9\) must lie within a stride of the default \(6, 6\)"):
+        xpconv.max_unpool2d(y, indices, 2, output_size=(9, 9))
+    with pytest.raises(ValueError, match="indices must be places in the 6x6 output planes"):
+        xpconv.max_unpool2d(y, indices, 2)  # places of a 7x7 plane, beyond a 6x6 one
+    with pytest.raises(ValueError, match=r"indices must have x's shape \(2, 3, 3, 3\)"):
+        xpconv.max_unpool2d(y, indices[:, :, :2], 2, output_size=x.shape)
+
+
 def test_max_pool_indices_are_checked(rng):
     x = random_array(rng, (2, 3, 6, 6))
     y, indices = xpconv.max_pool2d(x, 2, return_indices=True)
@@ -49,11 +71,12 @@ def test_max_pool_indices_are_checked(rng):
         xpconv.max_pool2d_backward(go, x, 2, indices=indices[:, :, :2])
     with pytest.raises(TypeError, match="return_indices must be True or False"):
         xpconv.max_pool2d(x, 2, return_indices=1)
-    # an index that is no pixel of its window routes nothing (as on CUDA, where nothing is checked)
     wrong = indices.copy()
-    wrong[0, 0, 0, 0] = 35
-    dx = xpconv.max_pool2d_backward(go, x, 2, indices=wrong)
-    assert dx[0, 0, :2, :2].sum() == 0 and dx[0, 0].sum() == 8
+    wrong[0, 0, 0, 0] = 36  # beyond the 6x6 plane
+    with pytest.raises(
+        ValueError, match=r"indices must be places in the 6x6 input planes \(0 to 35, or -1.*from 0 to 36"
+    ):
+        xpconv.max_pool2d_backward(go, x, 2, indices=wrong)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -157,9 +180,17 @@ def test_max_pool_matches_torch(rng, cfg):
     yt.backward(torch.tensor(go))
     np.testing.assert_array_equal(xpconv.max_pool2d(x, **kw), yt.detach().numpy())
     assert_close(xpconv.max_pool2d_backward(go, x, **kw), xt.grad.numpy(), np.float64)
-    _, indices = xpconv.max_pool2d(x, **kw, return_indices=True)
+    y, indices = xpconv.max_pool2d(x, **kw, return_indices=True)
     _, torch_indices = torch.nn.functional.max_pool2d(torch.tensor(x), **kw, return_indices=True)
     np.testing.assert_array_equal(indices, torch_indices.numpy())
+    unpool = {k: v for k, v in kw.items() if k in ("kernel_size", "stride", "padding")}
+    try:
+        expected = torch.nn.functional.max_unpool2d(torch.tensor(y), torch_indices, **unpool, output_size=x.shape[2:])
+    except ValueError:  # x's size is beyond a stride of the unpooling's: refused by both
+        with pytest.raises(ValueError, match="must lie within a stride of the default"):
+            xpconv.max_unpool2d(y, indices, **unpool, output_size=x.shape[2:])
+        return
+    np.testing.assert_array_equal(xpconv.max_unpool2d(y, indices, **unpool, output_size=x.shape[2:]), expected.numpy())
 
 
 @pytest.mark.parametrize("cfg", AVG_CASES)

@@ -26,7 +26,14 @@ from .bias import bias_add, bias_backward
 from .conv import conv2d, conv2d_backward
 from .conv_transpose import conv_transpose2d, conv_transpose2d_backward
 from .dense import dense, dense_backward
-from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+from .pool import (
+    avg_pool2d,
+    avg_pool2d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+    max_unpool2d,
+    max_unpool2d_backward,
+)
 
 __version__ = "0.3.0"
 
@@ -54,6 +61,8 @@ __all__ = [
     "device_of",
     "max_pool2d",
     "max_pool2d_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
     "namespace_for",
     "to_device",
     "to_numpy",

@@ -41,6 +41,7 @@ __all__ = [
     "is_array",
     "namespace_for",
     "parse_device",
+    "quiet_floats",
     "resolve_device",
     "to_device",
     "to_numpy",
@@ -206,10 +207,18 @@ def array_namespace(*arrays: Array | None) -> ModuleType:
 
 def device_scope(array: Array) -> contextlib.AbstractContextManager[Any]:
     """A context in which ``array``'s device is current: ``with cupy.cuda.Device(N)`` for a CuPy
-    array on GPU ``N`` (results and kernel launches land there), nothing for NumPy."""
+    array on GPU ``N`` (results and kernel launches land there); for NumPy, floating-point errors
+    are not reported (:func:`quiet_floats`)."""
     if _cupy_if_array(array) is None:
-        return contextlib.nullcontext()
+        return quiet_floats()
     return array.device
+
+
+def quiet_floats() -> contextlib.AbstractContextManager[Any]:
+    """NumPy's floating-point warnings off: a kernel computes as IEEE arithmetic says (an ∞ or a
+    NaN in, ∞ or NaN out, as PyTorch does, silently), and no ``RuntimeWarning`` from deep inside
+    it reaches the caller.  Worker threads enter it too (:func:`xpconv._parallel.map_chunks`)."""
+    return np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore")
 
 
 def to_device(x: ArrayLike, device: Device) -> Array:

@@ -12,8 +12,12 @@ device:
   its backward at batch 32 and 8 GiB at 512, against the 141 GB of an H200 or 80 GB of an H100.
   The cap keeps one call from taking the memory other work on the GPU may need.
 
-An explicit ``workspace_bytes`` bounds it on both.  Every chunk holds at least one sample, and
-there is at least one chunk per worker.
+An explicit ``workspace_bytes`` bounds it on both.  Every chunk holds at least one sample.
+
+Chunks are cut by a rule of the shapes and the workspace alone, never of the worker count, so that
+results (a weight gradient summed chunk by chunk) are the same bits whatever ``XPCONV_NUM_THREADS``
+says: each chunk within the cache target and its share of the workspace among the machine's cores
+(on the CPU) or the workspace (on CUDA), as few chunks as that allows, of equal sizes (±1).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from types import ModuleType
 import numpy as np
 
 from ._checks import as_positive_int
-from ._parallel import workers_for
+from ._parallel import available_cores
 from ._types import Array
 
 DEFAULT_WORKSPACE_BYTES = 64 * 2**20  # scratch memory per call, beyond inputs, outputs and gradients
@@ -49,10 +53,12 @@ def batch_chunks(
     n: int, per_sample_bytes: int, limit: int, xp: ModuleType, cache_bytes: int = CACHE_CHUNK_BYTES
 ) -> list[slice]:
     """Slices of a batch of ``n`` whose scratch (``per_sample_bytes`` a sample) fits ``limit``
-    shared among the workers (and, on the CPU, about ``cache_bytes``)."""
-    workers = workers_for(xp)
-    limit //= workers
-    if xp is np:
-        limit = min(limit, cache_bytes)
-    step = max(1, min(limit // max(per_sample_bytes, 1), -(-n // workers)))
-    return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+    shared among the cores (and, on the CPU, about ``cache_bytes``), of equal sizes."""
+    budget = limit if xp is not np else min(cache_bytes, limit // available_cores())
+    size = max(1, budget // max(per_sample_bytes, 1))
+    count = -(-n // size)
+    if count == 0:
+        return []
+    q, r = divmod(n, count)  # the larger chunks first: a thread's scratch buffers never grow midway
+    bounds = [k * q + min(k, r) for k in range(count + 1)]
+    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:], strict=False)]

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from ._backend import quiet_floats
+
 _state: dict[str, Any] = {"pid": None, "pool": None, "workers": 0, "controller": None, "share": None}
 _lock = threading.Lock()
 
@@ -165,8 +167,13 @@ def map_chunks(
         for chunk in chunks:
             consume(fn(chunk))
         return
+
+    def quietly(chunk: slice) -> Any:  # NumPy's error state is per thread
+        with quiet_floats():
+            return fn(chunk)
+
     with _controller().limit(limits=1, user_api="blas"):
-        for result in _pool(workers).map(fn, chunks):
+        for result in _pool(workers).map(quietly, chunks):
             consume(result)
 
 

@@ -21,8 +21,9 @@ DTypeLike: TypeAlias = Union[str, type, np.dtype]  # "float32", np.float32, np.d
 
 
 class Gradients(NamedTuple):
-    """Gradients of a loss with respect to a layer's input, weight and bias (``None`` if no bias)."""
+    """Gradients of a loss with respect to a layer's input (``None`` when not asked for), weight
+    and bias (``None`` if no bias)."""
 
-    input: Array
+    input: Optional[Array]
     weight: Array
     bias: Optional[Array]

@@ -343,13 +343,16 @@ def conv2d_backward(
     dilation: IntPair = 1,
     groups: int = 1,
     with_bias: bool = True,
+    with_input: bool = True,
     workspace_bytes: int | None = None,
     algorithm: Algorithm = "auto",
 ) -> Gradients:
     """Gradients of :func:`conv2d` for the upstream gradient ``grad_output`` ``(N, O, oh, ow)``.
 
     Returns a named tuple ``(input, weight, bias)`` with the shapes of ``x``, ``weight`` and
-    ``(O,)``; ``bias`` is ``None`` when ``with_bias=False``.  Arguments as for :func:`conv2d`.
+    ``(O,)``; ``bias`` is ``None`` when ``with_bias=False``, ``input`` when ``with_input=False``
+    (PyTorch's ``output_mask``: nothing is computed for it, as for a network's first layer).
+    Arguments as for :func:`conv2d`.
 
     With ``"im2col"`` the weight gradient is ``grad_output`` times the patches' transpose, summed
     over the batch, and the input gradient is the adjoint of the forward pass: in general the
@@ -366,11 +369,15 @@ def conv2d_backward(
             f"grad_output must have the forward output's shape {g.output_shape}, got {tuple(grad_output.shape)}"
         )
     with_bias = as_bool(with_bias, "with_bias")
+    with_input = as_bool(with_input, "with_input")
     limit = workspace_limit(workspace_bytes, x)
     plan = conv_plan(xp, g, algorithm, dtype)
     acc = compute_dtype(dtype)
     with device_scope(x), blas_single_threaded(xp):
-        if plan.algorithm == "im2col" and plan.input_gradient == "col2im":
+        if not with_input:
+            grad_x = None
+            grad_w, grad_b = weight_gradient(xp, grad_output, x, g, limit, plan, with_bias)
+        elif plan.algorithm == "im2col" and plan.input_gradient == "col2im":
             # one pass over the patches gives all three gradients
             if plan.on_cuda:
                 grad_output, x, weight = _contiguous(xp, grad_output, x, weight)

@@ -118,13 +118,15 @@ def conv_transpose2d_backward(
     groups: int = 1,
     dilation: IntPair = 1,
     with_bias: bool = True,
+    with_input: bool = True,
     workspace_bytes: int | None = None,
     algorithm: Algorithm = "auto",
 ) -> Gradients:
     """Gradients of :func:`conv_transpose2d` for the upstream gradient ``grad_output`` ``(N, C_out, H_out, W_out)``.
 
     Returns a named tuple ``(input, weight, bias)`` with the shapes of ``x``, ``weight`` and
-    ``(C_out,)``; ``bias`` is ``None`` when ``with_bias=False``.  The input gradient is conv2d's
+    ``(C_out,)``; ``bias`` is ``None`` when ``with_bias=False``, ``input`` when ``with_input=False``
+    (nothing is computed for it).  The input gradient is conv2d's
     forward of ``grad_output``, the weight gradient conv2d's weight gradient (the module's
     docstring); arguments as for :func:`conv_transpose2d`.
     """
@@ -143,12 +145,13 @@ def conv_transpose2d_backward(
     if tuple(grad_output.shape) != expected:
         raise ValueError(f"grad_output must have the forward output's shape {expected}, got {tuple(grad_output.shape)}")
     with_bias = as_bool(with_bias, "with_bias")
+    with_input = as_bool(with_input, "with_input")
     limit = workspace_limit(workspace_bytes, x)
     plan = conv_plan(xp, g, algorithm, dtype)
     acc = compute_dtype(dtype)
     with device_scope(x), blas_single_threaded(xp):
         read = grad_output[:, :, : g.h, : g.w]  # the rows and columns some window reads (usually all)
-        grad_x = forward_pass(xp, read, weight, None, g, limit, plan)
+        grad_x = forward_pass(xp, read, weight, None, g, limit, plan) if with_input else None
         grad_w, _ = weight_gradient(xp, x, read, g, limit, plan, with_bias=False)
         grad_b = bias_grad(grad_output, 1, acc) if with_bias else None
         return Gradients(*(None if a is None else a.astype(dtype, copy=False) for a in (grad_x, grad_w, grad_b)))

@@ -49,11 +49,13 @@ def dense(x: Array, weight: Array, bias: Array | None = None) -> Array:
         return add_bias(xp, y, bias, 1, out=y if dtype == acc else xp.empty(y.shape, dtype=dtype))
 
 
-def dense_backward(grad_output: Array, x: Array, weight: Array, *, with_bias: bool = True) -> Gradients:
+def dense_backward(
+    grad_output: Array, x: Array, weight: Array, *, with_bias: bool = True, with_input: bool = True
+) -> Gradients:
     """Gradients of :func:`dense`: ``(input, weight, bias)`` for the upstream ``grad_output``.
 
-    ``input = grad_output @ weight``, ``weight = grad_output.T @ x``, ``bias = grad_output.sum(0)``
-    (``None`` when ``with_bias=False``).
+    ``input = grad_output @ weight`` (``None`` when ``with_input=False``: not computed),
+    ``weight = grad_output.T @ x``, ``bias = grad_output.sum(0)`` (``None`` when ``with_bias=False``).
     """
     xp, dtype = check_arrays(("grad_output", grad_output, 2), ("x", x, 2), ("weight", weight, 2))
     _check_features(x, weight, None)
@@ -61,10 +63,14 @@ def dense_backward(grad_output: Array, x: Array, weight: Array, *, with_bias: bo
     if tuple(grad_output.shape) != expected:
         raise ValueError(f"grad_output must have the forward output's shape {expected}, got {tuple(grad_output.shape)}")
     with_bias = as_bool(with_bias, "with_bias")
+    with_input = as_bool(with_input, "with_input")
     acc = compute_dtype(dtype)
     with device_scope(x):
         g = grad_output.astype(acc, copy=False)
-        grad_input = xp.matmul(g, weight.astype(acc, copy=False))  # (N, out) @ (out, in) -> (N, in)
+        grad_input = (
+            xp.matmul(g, weight.astype(acc, copy=False)) if with_input else None
+        )  # (N, out) @ (out, in) -> (N, in)
         grad_weight = xp.matmul(g.T, x.astype(acc, copy=False))  # (out, N) @ (N, in) -> (out, in)
         grad_bias = bias_grad(g, 1, acc).astype(dtype, copy=False) if with_bias else None
-        return Gradients(grad_input.astype(dtype, copy=False), grad_weight.astype(dtype, copy=False), grad_bias)
+        grad_input = None if grad_input is None else grad_input.astype(dtype, copy=False)
+        return Gradients(grad_input, grad_weight.astype(dtype, copy=False), grad_bias)

@@ -25,13 +25,14 @@ One way per device, both checked against the oracle in the tests:
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Literal, overload
 
 import numpy as np
 
 from ._backend import array_namespace, device_scope, is_array
-from ._checks import as_bool, check_arrays, compute_dtype
+from ._checks import as_bool, as_pair, check_arrays, compute_dtype
 from ._chunking import batch_chunks, workspace_limit
 from ._cuda import pool as kernels
 from ._geometry import ConvGeometry, pool_geometry
@@ -40,7 +41,14 @@ from ._patches import col2im, pad_input, windows
 from ._types import Array, IntPair
 from ._workspace import scratch
 
-__all__ = ["avg_pool2d", "avg_pool2d_backward", "max_pool2d", "max_pool2d_backward"]
+__all__ = [
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
+]
 
 
 @overload
@@ -142,13 +150,12 @@ def max_pool2d(
             return (y, indices) if return_indices else y
         y = xp.empty(g.output_shape, dtype=dtype)  # a maximum is exact in any dtype
         indices = xp.empty(g.output_shape, dtype=np.int64) if return_indices else None
-        first = _first_inside(g.kh, g.kw, g.stride, g.dilation, g.pad[::2], g.out)
 
         def run(batch):
             win = _padded_windows(xp, x, batch, g, -np.inf, dtype)
             _reduce(win, "max", y[batch])
             if indices is not None:
-                indices[batch] = _plane_index(_argmax(win, first, y[batch]), g)
+                _picks(win, y[batch], g, out=indices[batch])
 
         map_chunks(xp, run, batch_chunks(g.n, _scratch_per_sample(g, dtype, backward=False), limit, xp))
         return (y, indices) if return_indices else y
@@ -173,43 +180,148 @@ def max_pool2d_backward(
     in a window whose input values are all −∞, the first input value (never the padding).
     Overlapping windows add up.  ``indices``, when given, are those :func:`max_pool2d` returned
     with ``return_indices=True`` for this ``x`` and these arguments (int64, the output's shape):
-    the places are then read from them, not searched for again (an index that is not a place of
-    its window contributes nothing).  Arguments as for :func:`max_pool2d`; returns x's shape,
-    dtype and device.
+    each window's gradient then goes to the place its index names, not searched for again.  Other
+    indices are not checked against their windows (a host check would stop a GPU's queue): on the
+    CPU the gradient goes where they point, as in PyTorch, and an index outside the plane is a
+    ``ValueError``; on CUDA an index that is no pixel of its window routes nothing.  Arguments as
+    for :func:`max_pool2d`; returns x's shape, dtype and device.
     """
     xp, dtype = check_arrays(("grad_output", grad_output, 4), ("x", x, 4))
     g = pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     _check_grad_output(grad_output, g)
     if indices is not None:
-        _check_indices(indices, x, g)
+        _check_indices(indices, x, g.output_shape)
     limit = workspace_limit(workspace_bytes, x)
     acc = compute_dtype(dtype)
-    oh, ow = g.out
-    k = g.kh * g.kw
     with device_scope(x):
         if xp is not np:
             x, grad_output = xp.ascontiguousarray(x), xp.ascontiguousarray(grad_output)
             indices = kernels.max_indices(xp, x, g) if indices is None else xp.ascontiguousarray(indices)
             return kernels.max_pool_backward(xp, grad_output, indices, g)
+        if indices is not None and indices.size and not -1 <= int(indices.min()) <= int(indices.max()) < g.h * g.w:
+            raise ValueError(
+                f"indices must be places in the {g.h}x{g.w} input planes (0 to {g.h * g.w - 1}, or -1 for a window "
+                f"in the padding), as max_pool2d returns them; got values from {int(indices.min())} to "
+                f"{int(indices.max())}"
+            )
         grad_x = xp.empty(x.shape, dtype=acc)
-        first = _first_inside(g.kh, g.kw, g.stride, g.dilation, g.pad[::2], g.out)
-        offsets = _offsets(k)  # (K, 1, 1)
 
         def run(batch):
-            b = batch.stop - batch.start
             if indices is None:
                 win = _padded_windows(xp, x, batch, g, -np.inf, dtype)
-                where = _argmax(win, first)  # (B, C, oh, ow), 0 <= where < K
+                best = scratch(np, "best", (batch.stop - batch.start, g.c, *g.out), dtype)
+                _reduce(win, "max", best)
+                places = _picks(win, best, g, out=scratch(np, "places", best.shape, np.int64))
             else:
-                where = _window_offset(indices[batch], g)  # K where an index is no place of its window
-            go = grad_output[batch].astype(acc, copy=False)
-            mask = xp.equal(offsets, where[:, :, None], out=scratch(xp, "mask", (b, g.c, k, oh, ow), np.bool_))
-            grad_cols = xp.multiply(mask, go[:, :, None], out=scratch(xp, "grad_cols", (b, g.c, k, oh, ow), acc))
-            grad_cols = grad_cols.reshape(b, g.c, g.kh, g.kw, oh, ow)  # (B, C, K, oh, ow) -> (B, C, kh, kw, oh, ow)
-            grad_x[batch] = col2im(xp, grad_cols, g, out=scratch(xp, "grad_x_pad", (b, g.c, *g.padded), acc))
+                places = indices[batch]
+            _route(grad_output[batch], places, g, out=grad_x[batch])
 
-        map_chunks(xp, run, batch_chunks(g.n, _scratch_per_sample(g, acc, backward=True), limit, xp))
+        map_chunks(xp, run, batch_chunks(g.n, _scratch_per_sample(g, acc, backward=False), limit, xp))
         return grad_x.astype(dtype, copy=False)
+
+
+def max_unpool2d(
+    x: Array,
+    indices: Array,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    output_size: Sequence[int] | None = None,
+) -> Array:
+    """The partial inverse of :func:`max_pool2d`, as ``torch.nn.functional.max_unpool2d``: zeros,
+    but each value of ``x`` at the place its index names in its output plane.
+
+    Parameters
+    ----------
+    x : array, shape (N, C, H, W)
+        A max pooling's output (or any values for those places).
+    indices : int64 array, x's shape
+        As ``max_pool2d(..., return_indices=True)`` returned them: flat places ``row·W_out +
+        column`` in the output planes.
+    kernel_size, stride, padding :
+        The max pooling's (``stride`` defaults to ``kernel_size``).
+    output_size : (H_out, W_out) or (N, C, H_out, W_out), optional
+        Default per axis ``(H - 1)·stride - 2·padding + kernel_size``; another size must lie within a
+        stride of it, as in PyTorch (a pooling with ``ceil_mode`` or an odd input needs it).
+
+    Returns
+    -------
+    y : array, shape (N, C, H_out, W_out), x's dtype and device.  Where two windows name one place
+        (overlapping windows) it holds the value of the last in raster order, as PyTorch's CPU
+        gives.  On the CPU an index outside the plane is a ``ValueError``; on CUDA, indices that
+        are not places their windows read are not checked (a host check would stop the GPU's
+        queue) and write nothing.
+    """
+    xp, dtype = check_arrays(("x", x, 4))
+    g = _unpool_geometry(x.shape, kernel_size, stride, padding, output_size)
+    _check_indices(indices, x, tuple(x.shape), "x's shape")
+    with device_scope(x):
+        if xp is not np:
+            return kernels.max_unpool(xp, xp.ascontiguousarray(x), xp.ascontiguousarray(indices), g)
+        _check_places(indices, g)
+        y = np.zeros((g.n * g.c, g.h * g.w), dtype=dtype)
+        np.put_along_axis(y, indices.reshape(g.n * g.c, -1), x.reshape(g.n * g.c, -1), axis=1)
+        return y.reshape(g.n, g.c, g.h, g.w)  # (N·C, H·W) -> (N, C, H, W)
+
+
+def max_unpool2d_backward(
+    grad_output: Array,
+    indices: Array,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+) -> Array:
+    """The gradient of :func:`max_unpool2d` with respect to ``x``: each window's place of
+    ``grad_output`` (N, C, H_out, W_out), read through ``indices``: -> indices' shape."""
+    xp, dtype = check_arrays(("grad_output", grad_output, 4))
+    if not is_array(indices) or indices.ndim != 4:
+        raise TypeError(f"indices must be a 4-D array (N, C, H, W) as max_pool2d returns them, got {indices!r:.80}")
+    n, c, h, w = indices.shape
+    g = _unpool_geometry((n, c, h, w), kernel_size, stride, padding, tuple(grad_output.shape))
+    _check_indices(indices, grad_output, (n, c, h, w), "the pooled shape")
+    with device_scope(grad_output):
+        if xp is np:
+            _check_places(indices, g)
+        rows = grad_output.reshape(n * c, g.h * g.w)  # (N, C, H_out, W_out) -> (N·C, H_out·W_out)
+        picks = indices.reshape(n * c, h * w)  # (N, C, H, W) -> (N·C, H·W)
+        return xp.take_along_axis(rows, picks, axis=1).reshape(n, c, h, w).astype(dtype, copy=False)
+
+
+def _unpool_geometry(x_shape, kernel_size, stride, padding, output_size) -> ConvGeometry:
+    """The geometry of the max pooling that :func:`max_unpool2d` inverts: over the output planes,
+    one window for each pixel of ``x``."""
+    kh, kw = as_pair(kernel_size, "kernel_size", minimum=1)
+    stride = (kh, kw) if stride is None else as_pair(stride, "stride", minimum=1)
+    ph, pw = as_pair(padding, "padding", minimum=0)
+    n, c, h, w = x_shape
+    default = ((h - 1) * stride[0] - 2 * ph + kh, (w - 1) * stride[1] - 2 * pw + kw)
+    if output_size is None:
+        size = default
+    else:
+        given = tuple(output_size)
+        if len(given) not in (2, 4) or not all(isinstance(v, int | np.integer) for v in given):
+            raise TypeError(f"output_size must be (H_out, W_out) or (N, C, H_out, W_out), got {output_size!r}")
+        size = (int(given[-2]), int(given[-1]))
+        for axis in (0, 1):
+            if not default[axis] - stride[axis] < size[axis] < default[axis] + stride[axis]:
+                raise ValueError(
+                    f"output_size {size} must lie within a stride of the default {default} (stride {stride}), "
+                    "as in PyTorch"
+                )
+    if min(size) < 1:
+        raise ValueError(f"the output would be {size[0]}x{size[1]} for x of shape {tuple(x_shape)}")
+    # the far padding that gives exactly one window per pixel of x (negative: pixels no window reads)
+    pad = (ph, (h - 1) * stride[0] + kh - size[0] - ph, pw, (w - 1) * stride[1] + kw - size[1] - pw)
+    return ConvGeometry(n, c, size[0], size[1], c, kh, kw, c, stride, (1, 1), pad)
+
+
+def _check_places(indices: Array, g: ConvGeometry) -> None:
+    """On the CPU (free there): every index a place of the ``g.h × g.w`` planes."""
+    if indices.size and not 0 <= int(indices.min()) <= int(indices.max()) < g.h * g.w:
+        raise ValueError(
+            f"indices must be places in the {g.h}x{g.w} output planes (0 to {g.h * g.w - 1}), got values from "
+            f"{int(indices.min())} to {int(indices.max())}"
+        )
 
 
 def avg_pool2d(
@@ -338,8 +450,8 @@ def _check_grad_output(grad_output: Array, g: ConvGeometry) -> None:
         )
 
 
-def _check_indices(indices: Array, x: Array, g: ConvGeometry) -> None:
-    """``indices`` as :func:`max_pool2d` returns them: an int64 array of the output's shape, on x's device."""
+def _check_indices(indices: Array, x: Array, shape: tuple[int, ...], name: str = "the forward output's shape") -> None:
+    """``indices`` as :func:`max_pool2d` returns them: an int64 array of the pooled ``shape``, on x's device."""
     if not is_array(indices):
         raise TypeError(f"indices must be a NumPy or CuPy array, got {type(indices).__name__}")
     array_namespace(indices, x)  # one device
@@ -347,19 +459,18 @@ def _check_indices(indices: Array, x: Array, g: ConvGeometry) -> None:
         raise TypeError(
             f"indices must be int64, as max_pool2d(..., return_indices=True) returns them, got {indices.dtype}"
         )
-    if tuple(indices.shape) != g.output_shape:
-        raise ValueError(f"indices must have the forward output's shape {g.output_shape}, got {tuple(indices.shape)}")
+    if tuple(indices.shape) != shape:
+        raise ValueError(f"indices must have {name} {shape}, got {tuple(indices.shape)}")
 
 
 def _scratch_per_sample(g: ConvGeometry, dtype, backward: bool) -> int:
-    """Bytes of scratch a sample needs (NumPy): its padded copy; in the backward also its
-    patch-sized mask and gradient (bool + compute dtype) and its padded gradient."""
+    """Bytes of scratch a sample needs (NumPy): its padded copy; in the backward also its padded
+    gradient (an average pooling's) or its maxima and their places (a max pooling's)."""
     itemsize = np.dtype(dtype).itemsize
     padded = g.c * g.padded[0] * g.padded[1]
     if not backward:
-        return padded * itemsize
-    oh, ow = g.out
-    return 2 * padded * itemsize + g.c * g.kh * g.kw * oh * ow * (itemsize + 1)
+        return padded * itemsize + g.c * g.out[0] * g.out[1] * (itemsize + 8)
+    return 2 * padded * itemsize
 
 
 def _padded_windows(xp: ModuleType, x: Array, batch: slice, g: ConvGeometry, value: float, dtype) -> Array:
@@ -383,59 +494,62 @@ def _reduce(win: Array, op: str, out: Array) -> None:
                 update(out, win[:, :, i, j], out=out)  # (B, C, oh, ow) window of offset (i, j)
 
 
-def _argmax(win: Array, first: Array, best: Array = None) -> Array:
-    """Per window, the offset ``i·kw + j`` that receives the gradient: PyTorch's rule, which scans the
-    input values in row-major order from the first one inside the input (``first``, (oh, ow)) and
-    moves on to a value that is greater, or NaN.  That is: the last NaN if there is one, else the
-    first maximum, and ``first`` where every input value is −∞ (the padding is −∞ too, and must
-    not be chosen).  ``best``: the windows' maxima, when known.  -> (B, C, oh, ow) integers."""
-    b, c, kh, kw, oh, ow = win.shape
-    k = kh * kw
-    if best is None:
-        best = scratch(np, "best", (b, c, oh, ow), win.dtype)
-        _reduce(win, "max", best)
-    where = np.full((b, c, oh, ow), k, dtype=np.intp)
-    for offset in reversed(range(k)):  # the first maximum is written last
-        np.putmask(where, win[:, :, offset // kw, offset % kw] == best, offset)
+def _picks(win: Array, best: Array, g: ConvGeometry, out: Array) -> Array:
+    """Per window, the place in its input plane (``row·W + column``, int64) of the tap that
+    receives the gradient, by PyTorch's rule: scanning the input values in row-major order from
+    the first one inside the input, move on to a value that is greater, or NaN.  That is: the last
+    NaN if there is one, else the first maximum (``best``, the windows' maxima), and the first tap
+    inside the input where every input value is −∞ (the padding is −∞ too, and must not be
+    picked).  Written into ``out`` (B, C, oh, ow)."""
+    kh, kw = win.shape[2:4]
+    places, first = _tap_places(g.h, g.w, g.kh, g.kw, g.stride, g.dilation, g.pad[::2], g.out)  # (K, oh, ow), (oh, ow)
+    for offset in reversed(range(kh * kw)):  # the first maximum is written last
+        np.copyto(out, places[offset], where=win[:, :, offset // kw, offset % kw] == best)
     if np.isnan(best).any():
-        for offset in range(k):  # the last NaN is written last
-            np.putmask(where, np.isnan(win[:, :, offset // kw, offset % kw]), offset)
+        for offset in range(kh * kw):  # the last NaN is written last
+            np.copyto(out, places[offset], where=np.isnan(win[:, :, offset // kw, offset % kw]))
     unfound = best == -np.inf
     if unfound.any():
-        np.copyto(where, np.broadcast_to(first, where.shape), where=unfound)
-    return where
+        np.copyto(out, first, where=unfound)
+    return out
 
 
-def _tap_origins(g: ConvGeometry) -> tuple[np.ndarray, np.ndarray]:
-    """Input row of each output row's offset 0 (oh, 1), and column of each output column's (1, ow)."""
-    (oh, ow), (sh, sw) = g.out, g.stride
-    top, _, left, _ = g.pad
-    return (np.arange(oh) * sh - top)[:, None], (np.arange(ow) * sw - left)[None, :]
-
-
-def _plane_index(where: Array, g: ConvGeometry) -> Array:
-    """Window offsets ``i·kw + j`` (B, C, oh, ow) -> the flat index ``row·W + column`` in the
-    input plane of the pixel each reads (int64)."""
-    rows, columns = _tap_origins(g)
-    i, j = np.divmod(where, g.kw)
-    return (rows + i * g.dilation[0]) * g.w + columns + j * g.dilation[1]
-
-
-def _window_offset(indices: Array, g: ConvGeometry) -> Array:
-    """The converse of :func:`_plane_index`: each index's offset in its window, or ``kh·kw`` (no
-    offset) where the index is no pixel its window reads."""
-    rows, columns = _tap_origins(g)
-    i, i_rest = np.divmod(indices // g.w - rows, g.dilation[0])
-    j, j_rest = np.divmod(indices % g.w - columns, g.dilation[1])
-    inside = (i_rest == 0) & (j_rest == 0) & (i >= 0) & (i < g.kh) & (j >= 0) & (j < g.kw)
-    inside &= (indices >= 0) & (indices < g.h * g.w)
-    return np.where(inside, i * g.kw + j, g.kh * g.kw)
+def _route(grad_output: Array, places: Array, g: ConvGeometry, out: Array) -> Array:
+    """Each output's gradient to the input place ``places`` names (nowhere for −1): (B, C, oh, ow)
+    -> ``out`` (B, C, H, W).  Where no input pixel is read by two windows, the places are
+    distinct: one assignment.  Else one ``bincount``, which adds the gradients of a place in
+    window order (deterministic, in float64)."""
+    b = grad_output.shape[0]
+    plane = g.h * g.w
+    rows = out.reshape(b * g.c, plane)  # (B, C, H, W) -> (B·C, H·W), a view
+    picks = places.reshape(b * g.c, -1)  # (B, C, oh, ow) -> (B·C, P)
+    values = grad_output.reshape(b * g.c, -1)
+    overlapping = any(s < d * (k - 1) + 1 for s, d, k in zip(g.stride, g.dilation, (g.kh, g.kw), strict=True))
+    nowhere = picks < 0
+    if not overlapping and not nowhere.any():
+        rows[...] = 0
+        np.put_along_axis(rows, picks, values, axis=1)
+        return out
+    flat = (np.maximum(picks, 0) + (np.arange(b * g.c) * plane)[:, None]).reshape(-1)  # place in the chunk
+    weights = np.where(nowhere, 0, values).reshape(-1)
+    rows[...] = np.bincount(flat, weights=weights, minlength=b * g.c * plane).reshape(rows.shape)
+    return out
 
 
 @functools.lru_cache(maxsize=64)
-def _offsets(k: int) -> np.ndarray:
-    """0, 1, ..., k - 1 as a (K, 1, 1) column, to compare with each window's chosen offset."""
-    return _read_only(np.arange(k).reshape(k, 1, 1))  # (K,) -> (K, 1, 1)
+def _tap_places(h, w, kh, kw, stride, dilation, pads, out) -> tuple[np.ndarray, np.ndarray]:
+    """For each window offset ``i·kw + j`` and output pixel, the place ``row·W + column`` in the
+    input plane it reads, −1 in the padding: (K, oh, ow); and per output pixel the place of its
+    first tap inside the input, −1 for a window that reads none (it lies in the padding, which a
+    dilation can make happen): (oh, ow).  Read-only (shared by the threads)."""
+    (oh, ow), (sh, sw), (dh, dw), (top, left) = out, stride, dilation, pads
+    rows = np.arange(oh)[:, None] * sh - top + np.arange(kh)[:, None, None] * dh  # (kh, oh, 1)
+    columns = np.arange(ow)[None, :] * sw - left + np.arange(kw)[:, None, None] * dw  # (kw, 1, ow)
+    inside = ((rows >= 0) & (rows < h))[:, None] & ((columns >= 0) & (columns < w))[None]  # (kh, kw, oh, ow)
+    places = np.where(inside, rows[:, None] * w + columns[None], -1).reshape(kh * kw, oh, ow)  # -> (K, oh, ow)
+    first = _first_inside(kh, kw, stride, dilation, pads, out)  # (oh, ow) offsets
+    first_places = np.take_along_axis(places, first[None], axis=0)[0]
+    return _read_only(places.astype(np.int64)), _read_only(first_places.astype(np.int64))
 
 
 @functools.lru_cache(maxsize=64)

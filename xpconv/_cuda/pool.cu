@@ -106,3 +106,29 @@ extern "C" __global__ void avg_pool_backward(const scalar_t* __restrict__ grad_y
         grad_x[i] = to_scalar(sum);
     }
 }
+
+// The partial inverse of max_pool: y (N, C, the pooling's input plane) zero but where an index of
+// `indices` (N, C, the pooled plane) names a pixel: there the value of x at that index.  As a
+// gather: each pixel of y looks at the windows that read it, in tap order, and takes the value
+// of the first that names it — the last in raster order, as a sequential scatter would leave it.
+extern "C" __global__ void max_unpool(const scalar_t* __restrict__ x, const long long* __restrict__ indices,
+                                      scalar_t* __restrict__ y, Geometry g) {
+    const long long pixels = volume(g.dims, g.out);
+    const long long plane = volume(g.dims, g.size);
+    const long long total = g.n * g.c * plane;
+    for (long long i = first_index(); i < total; i += index_step()) {
+        // i -> (image·channel, pixel)
+        const long long pixel = i % plane, nc = i / plane;
+        int coord[XPCONV_MAX_DIMS];
+        unravel(pixel, g.dims, g.size, coord);
+        bool found = false;
+        acc_t value = 0;
+        for_each_reader(g, coord, [&](long long, long long p) {
+            if (!found && indices[nc * pixels + p] == pixel) {
+                found = true;
+                value = to_acc(x[nc * pixels + p]);
+            }
+        });
+        y[i] = to_scalar(value);
+    }
+}

@@ -54,3 +54,11 @@ def avg_pool_backward(
     args = (geometry(g), np.int32(count_include_pad), np.int32(divisor or 0))
     launch(xp, "pool", "avg_pool_backward", grad_y.dtype, grad_x.size, grad_y, grad_x, *args)
     return grad_x
+
+
+def max_unpool(xp: ModuleType, x: Array, indices: Array, g: ConvGeometry) -> Array:
+    """The partial inverse of :func:`max_pool` (``g`` the pooling's geometry): (N, C, oh, ow) ->
+    (N, C, H, W), zeros but at the places ``indices`` name."""
+    y = xp.empty((g.n, g.c, g.h, g.w), dtype=x.dtype)
+    launch(xp, "pool", "max_unpool", x.dtype, y.size, x, indices, y, geometry(g))
+    return y

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import array_namespace, device_of, device_scope, is_array, resolve_device, to_device
-from .._checks import as_pair, as_positive_int
+from .._checks import as_bool, as_pair, as_positive_int
 from .._types import Algorithm, Array, Device, DTypeLike, Gradients, IntPair, Padding
 from ..conv import ALGORITHMS, conv2d, conv2d_backward
 from ..conv_transpose import conv_transpose2d, conv_transpose2d_backward
@@ -188,7 +188,13 @@ class _ParameterLayer(Layer):
         bias = "" if self.bias is not None else ", bias=False"
         return f"{type(self).__name__}(weight {shape}{bias}, {self.dtype}, {self.device})"
 
-    def _keep(self, grads: Gradients) -> Array:
+    @abstractmethod
+    def backward(self, grad_output: Array, *, with_input: bool = True) -> Array | None:
+        """The gradient with respect to the last ``forward``'s input (``None`` without
+        ``with_input``: then not computed), for ``grad_output``; the parameters' gradients go to
+        their ``grad``."""
+
+    def _keep(self, grads: Gradients) -> Array | None:
         """Store the parameter gradients of a kernel's ``Gradients``; return the input's."""
         self.weight.grad = grads.weight
         if self.bias is not None:
@@ -243,9 +249,10 @@ class Conv2D(_ParameterLayer):
         bias = None if self.bias is None else self.bias.value
         return conv2d(x, self.weight.value, bias, **self._hyperparameters())
 
-    def backward(self, grad_output: Array) -> Array:
+    def backward(self, grad_output: Array, *, with_input: bool = True) -> Array | None:
         x, with_bias = self._saved_input(), self.bias is not None
-        grads = conv2d_backward(grad_output, x, self.weight.value, with_bias=with_bias, **self._hyperparameters())
+        grads = conv2d_backward(grad_output, x, self.weight.value, with_bias=with_bias, with_input=with_input,
+                                **self._hyperparameters())  # fmt: skip
         return self._keep(grads)
 
     def _hyperparameters(self) -> dict[str, Any]:
@@ -297,10 +304,10 @@ class ConvTranspose2D(_ParameterLayer):
         bias = None if self.bias is None else self.bias.value
         return conv_transpose2d(x, self.weight.value, bias, **self.hyperparameters)
 
-    def backward(self, grad_output: Array) -> Array:
+    def backward(self, grad_output: Array, *, with_input: bool = True) -> Array | None:
         x, with_bias = self._saved_input(), self.bias is not None
         grads = conv_transpose2d_backward(
-            grad_output, x, self.weight.value, with_bias=with_bias, **self.hyperparameters
+            grad_output, x, self.weight.value, with_bias=with_bias, with_input=with_input, **self.hyperparameters
         )
         return self._keep(grads)
 
@@ -325,7 +332,9 @@ class _Pool(Layer):
 
 
 class MaxPool2D(_Pool):
-    """Max pooling over NCHW batches; see :func:`xpconv.max_pool2d` for the arguments."""
+    """Max pooling over NCHW batches; see :func:`xpconv.max_pool2d` for the arguments.  A forward
+    in training mode keeps where each maximum was (``return_indices``), and the backward routes
+    the gradient through them rather than search the windows again."""
 
     def __init__(
         self,
@@ -339,13 +348,20 @@ class MaxPool2D(_Pool):
         super().__init__(
             kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode
         )
+        self._indices: Array | None = None
 
     def forward(self, x: Array) -> Array:
-        self._keep_input(x)
-        return max_pool2d(x, **self.arguments)
+        _check_input(self, x)
+        if not self.training:
+            self._x = self._indices = None
+            return max_pool2d(x, **self.arguments)
+        self._x = x  # for its shape, dtype and device
+        y, self._indices = max_pool2d(x, **self.arguments, return_indices=True)
+        return y
 
     def backward(self, grad_output: Array) -> Array:
-        return max_pool2d_backward(grad_output, self._saved_input(), **self.arguments)
+        x, indices, self._indices = self._saved_input(), self._indices, None
+        return max_pool2d_backward(grad_output, x, **self.arguments, indices=indices)
 
 
 class AvgPool2D(_Pool):
@@ -397,8 +413,9 @@ class Dense(_ParameterLayer):
         self._check_device(x)
         return dense(x, self.weight.value, None if self.bias is None else self.bias.value)
 
-    def backward(self, grad_output: Array) -> Array:
-        grads = dense_backward(grad_output, self._saved_input(), self.weight.value, with_bias=self.bias is not None)
+    def backward(self, grad_output: Array, *, with_input: bool = True) -> Array | None:
+        grads = dense_backward(grad_output, self._saved_input(), self.weight.value, with_bias=self.bias is not None,
+                               with_input=with_input)  # fmt: skip
         return self._keep(grads)
 
 
@@ -495,16 +512,30 @@ class Dropout(Layer):
 
 
 class Sequential(Layer):
-    """Layers applied in order; ``len``, iteration and indexing give the layers."""
+    """Layers applied in order; ``len``, iteration and indexing give the layers.
 
-    def __init__(self, *layers: Layer) -> None:
+    Its ``backward`` computes the gradient with respect to its own input only with
+    ``input_gradient=True``: by default nothing upstream needs it (the images of a network), so
+    its first layer with parameters computes only their gradients, the layers before it nothing,
+    and ``backward`` returns ``None``.  A ``Sequential`` nested after another layer's parameters
+    computes its input gradient, which the layer before it needs."""
+
+    def __init__(self, *layers: Layer, input_gradient: bool = False) -> None:
         for k, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 hint = " (pass the layers themselves: Sequential(*layers))" if isinstance(layer, list | tuple) else ""
                 raise TypeError(f"Sequential takes layers, got a {type(layer).__name__} at position {k}{hint}")
         self.layers = list(layers)
+        self.input_gradient = as_bool(input_gradient, "input_gradient")
+        first = self._first_with_parameters()
+        for k, layer in enumerate(self.layers):
+            if isinstance(layer, Sequential) and k > first:
+                layer.input_gradient = True  # the layers before it need its input gradient
         for name, p in self.named_parameters():
             p.name = name  # its path, unique in the network
+
+    def _first_with_parameters(self) -> int:
+        return next((k for k, layer in enumerate(self.layers) if layer.parameters()), len(self.layers))
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         return [(f"{k}.{name}", p) for k, layer in enumerate(self.layers) for name, p in layer.named_parameters()]
@@ -533,7 +564,14 @@ class Sequential(Layer):
             x = layer.forward(x)
         return x
 
-    def backward(self, grad_output: Array) -> Array:
-        for layer in reversed(self.layers):
+    def backward(self, grad_output: Array) -> Array | None:
+        first = 0 if self.input_gradient else self._first_with_parameters()
+        for k in reversed(range(first, len(self.layers))):
+            layer = self.layers[k]
+            if k == first and not self.input_gradient and isinstance(layer, _ParameterLayer):
+                return layer.backward(grad_output, with_input=False)  # None: no one upstream needs it
+            if k == first and not self.input_gradient and isinstance(layer, Sequential):
+                layer.backward(grad_output)  # its own first layer skips its input gradient
+                return None
             grad_output = layer.backward(grad_output)
-        return grad_output
+        return grad_output if self.input_gradient else None
