@@ -117,12 +117,12 @@ def check_against_oracle(rng, cfg, dtype, to=lambda a: a, **extra):
     x, wt, b, kw = make_case(rng, cfg, dtype)
     stride, pad, dilation = resolve(cfg)
     groups = kw["groups"]
-    ref_y = oracle.oracle_conv2d(x, wt, b, stride, pad, dilation, groups)
+    ref_y = oracle.oracle_conv(x, wt, b, stride, pad, dilation, groups)
     y = xpconv.conv2d(to(x), to(wt), to(b), **kw, **extra)
     assert type(y) is type(to(x))
     assert_close(y, ref_y, dtype, "forward")
     go = random_array(rng, ref_y.shape, dtype)
-    dx, dw, db = oracle.oracle_conv2d_grads(go, x, wt, stride, pad, dilation, groups)
+    dx, dw, db = oracle.oracle_conv_grads(go, x, wt, stride, pad, dilation, groups)
     grads = xpconv.conv2d_backward(to(go), to(x), to(wt), **kw, **extra)
     assert all(type(a) is type(to(x)) for a in grads)
     assert_close(grads.input, dx, dtype, "grad input")
@@ -191,7 +191,7 @@ def max_pool_args(cfg):
 def max_pool_oracle(x, go, kw):
     k = pair(kw["kernel_size"])
     s = k if kw["stride"] is None else pair(kw["stride"])
-    return oracle.oracle_max_pool2d(x, k, s, pair(kw["padding"]), pair(kw["dilation"]), kw["ceil_mode"], go)
+    return oracle.oracle_max_pool(x, k, s, pair(kw["padding"]), pair(kw["dilation"]), kw["ceil_mode"], go)
 
 
 def avg_pool_args(cfg):
@@ -203,7 +203,7 @@ def avg_pool_args(cfg):
 def avg_pool_oracle(x, go, kw):
     k = pair(kw["kernel_size"])
     s = k if kw["stride"] is None else pair(kw["stride"])
-    return oracle.oracle_avg_pool2d(
+    return oracle.oracle_avg_pool(
         x, k, s, pair(kw["padding"]), kw["ceil_mode"], kw["count_include_pad"], kw["divisor_override"], go
     )
 
@@ -271,7 +271,7 @@ def check_max_unpool(rng, cfg, dtype, to=lambda a: a):
     unpooled = xpconv.max_unpool2d(to(values), to(indices), **kw, output_size=shape[2:])
     go = random_array(rng, tuple(unpooled.shape), dtype)
     grad = xpconv.max_unpool2d_backward(to(go), to(indices), **kw)
-    ref, ref_grad = oracle.oracle_max_unpool2d(values.astype(np.float64), indices, shape[2:], go.astype(np.float64))
+    ref, ref_grad = oracle.oracle_max_unpool(values.astype(np.float64), indices, shape[2:], go.astype(np.float64))
     np.testing.assert_array_equal(to_host(unpooled), ref.astype(dtype))  # values moved, not summed: exact
     np.testing.assert_array_equal(to_host(grad), ref_grad.astype(dtype))
     assert unpooled.dtype == grad.dtype == dtype
@@ -312,7 +312,7 @@ def make_transpose_case(rng, cfg, dtype):
 
 
 def transpose_oracle(x, wt, b, kw, go=None):
-    return oracle.oracle_conv_transpose2d(
+    return oracle.oracle_conv_transpose(
         x, wt, b, pair(kw["stride"]), pair(kw["padding"]), pair(kw["output_padding"]), pair(kw["dilation"]),
         kw["groups"], go,
     )  # fmt: skip
@@ -397,3 +397,167 @@ def run_mpiexec(*programs, timeout=120):
     for k, program in enumerate(programs):
         argv += ([":"] if k else []) + list(program)
     return subprocess.run(argv, capture_output=True, text=True, env=command_env(), timeout=timeout)
+
+
+# --- 1-D and 3-D (tests/test_nd.py, and tests/test_gpu.py on a GPU) ----------------------------
+
+# (x shape, weight shape, stride, padding, dilation, groups)
+ND_CONVS = [
+    pytest.param(((2, 3, 11), (4, 3, 3), 1, 1, 1, 1), id="1d-k3-pad1"),
+    pytest.param(((2, 4, 13), (6, 2, 4), 2, (3,), 2, 2), id="1d-stride-dilation-groups"),
+    pytest.param(((3, 2, 9), (4, 2, 4), 1, "same", 1, 1), id="1d-same-even"),
+    pytest.param(((2, 4, 8), (4, 1, 5), 3, 2, 1, 4), id="1d-depthwise-stride"),
+    pytest.param(((2, 5, 7), (3, 5, 1), 1, 0, 1, 1), id="1d-pointwise"),
+    pytest.param(((2, 3, 4, 5, 6), (4, 3, 3, 3, 3), 1, 1, 1, 1), id="3d-3x3x3-pad1"),
+    pytest.param(((2, 4, 5, 6, 5), (6, 2, 2, 3, 2), (2, 1, 2), (1, 0, 1), (1, 2, 1), 2), id="3d-rect-groups"),
+    pytest.param(((1, 2, 4, 5, 4), (2, 2, 2, 3, 2), 1, "same", (2, 1, 1), 1), id="3d-same-even-dilated"),
+    pytest.param(((2, 3, 4, 4, 4), (3, 1, 3, 3, 3), 2, 1, 1, 3), id="3d-depthwise-stride"),
+    pytest.param(((2, 4, 3, 4, 3), (5, 4, 1, 1, 1), 1, 0, 1, 1), id="3d-pointwise"),
+]
+
+
+def per_axis(value, dims):
+    return (value,) * dims if isinstance(value, int) else tuple(value)
+
+
+def conv_case_nd(rng, cfg, dtype):
+    """Random ``x, weight, bias``, the keyword arguments, and the oracle's explicit stride, flat
+    padding and dilation."""
+    x_shape, w_shape, s, p, d, g = cfg
+    dims = len(x_shape) - 2
+    x, wt, b = (random_array(rng, shape, dtype) for shape in (x_shape, w_shape, (w_shape[0],)))
+    stride, dilation = per_axis(s, dims), per_axis(d, dims)
+    if p == "same":
+        pad = oracle.same_padding(w_shape[2:], dilation)
+    else:
+        pad = tuple(v for q in per_axis(p, dims) for v in (q, q))
+    return x, wt, b, dict(stride=s, padding=p, dilation=d, groups=g), (stride, pad, dilation, g)
+
+
+def conv_functions(dims):
+    return getattr(xpconv, f"conv{dims}d"), getattr(xpconv, f"conv{dims}d_backward")
+
+
+def check_conv_nd(rng, cfg, dtype, to=lambda a: a, **extra):
+    """conv1d/conv3d and its three gradients (inputs moved by ``to``) against the oracle."""
+    x, wt, b, kw, exact = conv_case_nd(rng, cfg, dtype)
+    forward, backward = conv_functions(x.ndim - 2)
+    ref_y = oracle.oracle_conv(x, wt, b, *exact)
+    y = forward(to(x), to(wt), to(b), **kw, **extra)
+    assert type(y) is type(to(x))
+    assert_close(y, ref_y, dtype, "forward")
+    go = random_array(rng, ref_y.shape, dtype)
+    dx, dw, db = oracle.oracle_conv_grads(go, x, wt, *exact)
+    grads = backward(to(go), to(x), to(wt), **kw, **extra)
+    assert_close(grads.input, dx, dtype, "grad input")
+    assert_close(grads.weight, dw, dtype, "grad weight")
+    assert_close(grads.bias, db, dtype, "grad bias")
+
+
+# (x shape, weight shape (C_in, C_out/groups, *kernel), stride, padding, output_padding, dilation, groups)
+ND_TRANSPOSES = [
+    pytest.param(((2, 3, 6), (3, 2, 3), 1, 0, 0, 1, 1), id="1d-k3"),
+    pytest.param(((2, 4, 5), (4, 3, 4), 2, 1, 1, 1, 2), id="1d-s2-p1-output-padding-groups"),
+    pytest.param(((1, 2, 4), (2, 3, 3), 3, 2, 1, 2, 1), id="1d-stride-beyond-kernel-dilated"),
+    pytest.param(((2, 2, 2, 3, 2), (2, 3, 2, 3, 2), (2, 1, 2), (0, 1, 0), (1, 0, 0), 1, 1), id="3d-rect-s2"),
+    pytest.param(((1, 4, 2, 2, 3), (4, 1, 3, 3, 3), 1, 1, 0, (1, 2, 1), 4), id="3d-depthwise-dilated"),
+]
+
+
+def transpose_case_nd(rng, cfg, dtype):
+    x_shape, w_shape, s, p, op, d, g = cfg
+    x, wt, b = (random_array(rng, shape, dtype) for shape in (x_shape, w_shape, (w_shape[1] * g,)))
+    return x, wt, b, dict(stride=s, padding=p, output_padding=op, dilation=d, groups=g)
+
+
+def transpose_functions(dims):
+    return getattr(xpconv, f"conv_transpose{dims}d"), getattr(xpconv, f"conv_transpose{dims}d_backward")
+
+
+def check_conv_transpose_nd(rng, cfg, dtype, to=lambda a: a, **extra):
+    x, wt, b, kw = transpose_case_nd(rng, cfg, dtype)
+    dims = x.ndim - 2
+    forward, backward = transpose_functions(dims)
+    y = forward(to(x), to(wt), to(b), **kw, **extra)
+    go = random_array(rng, tuple(y.shape), dtype)
+    grads = backward(to(go), to(x), to(wt), **kw, **extra)
+    hyper = [per_axis(kw[k], dims) for k in ("stride", "padding", "output_padding", "dilation")]
+    ref_y, (dx, dw, db) = oracle.oracle_conv_transpose(x, wt, b, *hyper, kw["groups"], go.astype(np.float64))
+    assert_close(y, ref_y, dtype, "forward")
+    assert_close(grads.input, dx, dtype, "grad input")
+    assert_close(grads.weight, dw, dtype, "grad weight")
+    assert_close(grads.bias, db, dtype, "grad bias")
+
+
+# (x shape, kernel_size, stride, padding, dilation, ceil_mode)
+ND_MAX_POOLS = [
+    pytest.param(((2, 3, 10), 2, None, 0, 1, False), id="1d-2"),
+    pytest.param(((2, 2, 11), 3, 2, 1, 1, True), id="1d-3-s2-p1-ceil"),
+    pytest.param(((1, 2, 12), 3, 1, 1, 2, False), id="1d-dilated-overlapping"),
+    pytest.param(((2, 2, 4, 6, 5), 2, None, 0, 1, False), id="3d-2"),
+    pytest.param(((1, 2, 5, 5, 6), (3, 2, 3), (2, 1, 2), (1, 1, 1), 1, True), id="3d-rect-ceil"),
+    pytest.param(((1, 2, 6, 5, 7), (2, 2, 3), (1, 2, 2), (0, 1, 1), (2, 1, 1), False), id="3d-dilated"),
+]
+# (x shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+ND_AVG_POOLS = [
+    pytest.param(((2, 3, 10), 2, None, 0, False, True, None), id="1d-2"),
+    pytest.param(((2, 2, 11), 3, 2, 1, True, False, None), id="1d-ceil-without-padding"),
+    pytest.param(((2, 2, 4, 6, 5), (2, 3, 2), (2, 1, 2), (1, 1, 0), True, True, None), id="3d-rect-ceil"),
+    pytest.param(((1, 2, 5, 4, 5), 3, 1, 1, False, False, None), id="3d-3-s1-p1-without-padding"),
+    pytest.param(((1, 2, 4, 5, 4), 2, 2, 1, False, True, 5), id="3d-divisor-override"),
+]
+
+
+def max_pool_functions(dims):
+    return getattr(xpconv, f"max_pool{dims}d"), getattr(xpconv, f"max_pool{dims}d_backward")
+
+
+def _max_pool_input(rng, shape, dtype):
+    """Small integers (windows hold ties), a NaN and a plane of −∞ (PyTorch's pick rules)."""
+    x = rng.integers(-2, 3, size=shape).astype(dtype)
+    x.reshape(-1)[1] = np.nan
+    x[-1, -1] = -np.inf
+    return x
+
+
+def check_max_pool_nd(rng, cfg, dtype, to=lambda a: a):
+    """The maximum, the indices (each window's pick by PyTorch's tie and NaN rules: they route the
+    oracle's gradient) and the gradient with and without them, against the oracle."""
+    shape, k, s, p, d, ceil = cfg
+    dims = len(shape) - 2
+    kw = dict(kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil)
+    x = _max_pool_input(rng, shape, dtype)
+    pool, backward = max_pool_functions(dims)
+    y, indices = pool(to(x), **kw, return_indices=True)
+    go = random_array(rng, tuple(y.shape), dtype)
+    kernel = per_axis(k, dims)
+    stride = kernel if s is None else per_axis(s, dims)
+    ref_y, ref_dx = oracle.oracle_max_pool(
+        x, kernel, stride, per_axis(p, dims), per_axis(d, dims), ceil, go.astype(np.float64)
+    )
+    np.testing.assert_array_equal(to_host(y), ref_y)  # a maximum is one of the inputs: exact
+    planes = x.shape[0] * x.shape[1]
+    routed = np.zeros((planes, int(np.prod(shape[2:]))))
+    np.add.at(routed, (np.arange(planes)[:, None], to_host(indices).reshape(planes, -1)), go.reshape(planes, -1))
+    np.testing.assert_allclose(routed.reshape(x.shape), ref_dx, rtol=1e-3 if dtype == np.float16 else 1e-12)
+    assert_close(backward(to(go), to(x), **kw), ref_dx, dtype, "max pool backward")
+    assert_close(backward(to(go), to(x), **kw, indices=indices), ref_dx, dtype, "max pool backward with indices")
+
+
+def check_avg_pool_nd(rng, cfg, dtype, to=lambda a: a):
+    shape, k, s, p, ceil, include, divisor = cfg
+    dims = len(shape) - 2
+    kw = dict(kernel_size=k, stride=s, padding=p, ceil_mode=ceil, count_include_pad=include)
+    if divisor is not None:
+        kw["divisor_override"] = divisor
+    x = random_array(rng, shape, dtype)
+    pool, backward = getattr(xpconv, f"avg_pool{dims}d"), getattr(xpconv, f"avg_pool{dims}d_backward")
+    y = pool(to(x), **kw)
+    go = random_array(rng, tuple(y.shape), dtype)
+    kernel = per_axis(k, dims)
+    stride = kernel if s is None else per_axis(s, dims)
+    ref_y, ref_dx = oracle.oracle_avg_pool(
+        x, kernel, stride, per_axis(p, dims), ceil, include, divisor, go.astype(np.float64)
+    )
+    assert_close(y, ref_y, dtype, "avg pool")
+    assert_close(backward(to(go), to(x), **kw), ref_dx, dtype, "avg pool backward")

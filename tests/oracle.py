@@ -1,73 +1,85 @@
-"""Independent float64 oracle: plain scalar loops straight from the definitions.
+"""Independent float64 oracle: plain scalar loops straight from the definitions, for 1 to 3
+spatial axes.
 
 No padding array, no patches, no matmul, nothing imported from xpconv: every output
-pixel is a sum over (input channel, kernel row, kernel column), skipping taps that fall
-outside the image.  Gradients are the same loops with the chain rule applied by hand.
-Slow, so tests keep the shapes small.
+pixel is a sum over (input channel, kernel offset), skipping taps that fall outside the
+input.  Gradients are the same loops with the chain rule applied by hand.  Pixels and kernel
+offsets are index tuples, one entry per spatial axis; ``pad`` is flat, ``(before, after)`` per
+axis (``(top, bottom, left, right)`` in 2-D).  Slow, so tests keep the shapes small.
 """
+
+import itertools
 
 import numpy as np
 
 
-def _taps(n_o, o, p, q, x_shape, w_shape, stride, pad, dilation, groups):
-    """Yield (c, i, j, ih, iw) for every in-image tap that output (o, p, q) reads."""
-    _, c_in, h, w = x_shape
-    o_total, cg, kh, kw = w_shape
+def _grid(sizes):
+    """Every index tuple of an array of ``sizes``, in row-major order."""
+    return itertools.product(*(range(s) for s in sizes))
+
+
+def _read(pixel, tap, stride, before, dilation):
+    """The input coordinates output ``pixel`` reads with kernel offset ``tap``."""
+    return tuple(p * s - b + t * d for p, t, s, b, d in zip(pixel, tap, stride, before, dilation, strict=True))
+
+
+def _inside(coord, size):
+    return all(0 <= c < s for c, s in zip(coord, size, strict=True))
+
+
+def _taps(o, pixel, x_shape, w_shape, stride, pad, dilation, groups):
+    """Yield (input channel, weight channel, tap, input coordinates) for every in-input tap that
+    output (o, pixel) reads."""
+    size = x_shape[2:]
+    o_total, cg, *kernel = w_shape
     g = o // (o_total // groups)
     for c in range(cg):
-        for i in range(kh):
-            ih = p * stride[0] - pad[0] + i * dilation[0]
-            if not 0 <= ih < h:
-                continue
-            for j in range(kw):
-                iw = q * stride[1] - pad[2] + j * dilation[1]
-                if 0 <= iw < w:
-                    yield g * cg + c, c, i, j, ih, iw
+        for tap in _grid(kernel):
+            coord = _read(pixel, tap, stride, pad[::2], dilation)
+            if _inside(coord, size):
+                yield g * cg + c, c, tap, coord
 
 
 def out_size(x_shape, w_shape, stride, pad, dilation):
-    h, w = x_shape[2:]
-    kh, kw = w_shape[2:]
-    oh = (h + pad[0] + pad[1] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (w + pad[2] + pad[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    return oh, ow
+    return tuple(
+        (size + pad[2 * a] + pad[2 * a + 1] - dilation[a] * (k - 1) - 1) // stride[a] + 1
+        for a, (size, k) in enumerate(zip(x_shape[2:], w_shape[2:], strict=True))
+    )
 
 
-def oracle_conv2d(x, w, b, stride, pad, dilation, groups):
-    """``pad`` is (top, bottom, left, right); ``stride``/``dilation`` are pairs."""
+def oracle_conv(x, w, b, stride, pad, dilation, groups):
+    """``pad`` is flat (before, after) per axis; ``stride``/``dilation`` one per axis."""
     x = np.asarray(x, np.float64)
     w = np.asarray(w, np.float64)
     n = x.shape[0]
     o_total = w.shape[0]
-    oh, ow = out_size(x.shape, w.shape, stride, pad, dilation)
-    y = np.zeros((n, o_total, oh, ow))
+    out = out_size(x.shape, w.shape, stride, pad, dilation)
+    y = np.zeros((n, o_total, *out))
     for s in range(n):
         for o in range(o_total):
-            for p in range(oh):
-                for q in range(ow):
-                    acc = 0.0 if b is None else float(b[o])
-                    for cin, c, i, j, ih, iw in _taps(n, o, p, q, x.shape, w.shape, stride, pad, dilation, groups):
-                        acc += x[s, cin, ih, iw] * w[o, c, i, j]
-                    y[s, o, p, q] = acc
+            for pixel in _grid(out):
+                acc = 0.0 if b is None else float(b[o])
+                for cin, c, tap, coord in _taps(o, pixel, x.shape, w.shape, stride, pad, dilation, groups):
+                    acc += x[(s, cin, *coord)] * w[(o, c, *tap)]
+                y[(s, o, *pixel)] = acc
     return y
 
 
-def oracle_conv2d_grads(go, x, w, stride, pad, dilation, groups):
-    """(dL/dx, dL/dw, dL/db) for L = sum(go * conv2d(x, w, b))."""
+def oracle_conv_grads(go, x, w, stride, pad, dilation, groups):
+    """(dL/dx, dL/dw, dL/db) for L = sum(go * conv(x, w, b))."""
     go = np.asarray(go, np.float64)
     x = np.asarray(x, np.float64)
     w = np.asarray(w, np.float64)
     dx = np.zeros_like(x)
     dw = np.zeros_like(w)
-    n, o_total, oh, ow = go.shape
+    n, o_total, *out = go.shape
     for s in range(n):
         for o in range(o_total):
-            for p in range(oh):
-                for q in range(ow):
-                    g = go[s, o, p, q]
-                    for cin, c, i, j, ih, iw in _taps(n, o, p, q, x.shape, w.shape, stride, pad, dilation, groups):
-                        dx[s, cin, ih, iw] += g * w[o, c, i, j]
-                        dw[o, c, i, j] += g * x[s, cin, ih, iw]
+            for pixel in _grid(out):
+                g = go[(s, o, *pixel)]
+                for cin, c, tap, coord in _taps(o, pixel, x.shape, w.shape, stride, pad, dilation, groups):
+                    dx[(s, cin, *coord)] += g * w[(o, c, *tap)]
+                    dw[(o, c, *tap)] += g * x[(s, cin, *coord)]
     db = np.array([go[:, o].sum() for o in range(o_total)])
     return dx, dw, db
 
@@ -96,7 +108,7 @@ def oracle_dense_grads(go, x, w):
 
 
 def same_padding(kernel, dilation):
-    """PyTorch's 'same': total d·(k-1), the odd extra at the bottom/right."""
+    """PyTorch's 'same': total d·(k-1), the odd extra after (bottom/right)."""
     pads = []
     for k, d in zip(kernel, dilation, strict=True):
         total = d * (k - 1)
@@ -120,134 +132,128 @@ def pool_out_size(size, k, s, p, d, ceil_mode):
 
 
 def _pool_loop(x, kernel, stride, pad, dilation, ceil_mode, visit):
-    """Call ``visit(s, c, p, q, taps)`` per output pixel with its in-image taps [(ih, iw, flat offset)]."""
-    n, ch, h, w = x.shape
-    oh = pool_out_size(h, kernel[0], stride[0], pad[0], dilation[0], ceil_mode)
-    ow = pool_out_size(w, kernel[1], stride[1], pad[1], dilation[1], ceil_mode)
+    """Call ``visit(s, c, pixel, taps)`` per output pixel with its in-input taps [coordinates], in
+    row-major window order; returns the output's spatial size."""
+    n, ch, *size = x.shape
+    out = tuple(pool_out_size(*args, ceil_mode) for args in zip(size, kernel, stride, pad, dilation, strict=True))
     for s in range(n):
         for c in range(ch):
-            for p in range(oh):
-                for q in range(ow):
-                    taps = []
-                    for i in range(kernel[0]):
-                        ih = p * stride[0] - pad[0] + i * dilation[0]
-                        for j in range(kernel[1]):
-                            iw = q * stride[1] - pad[1] + j * dilation[1]
-                            if 0 <= ih < h and 0 <= iw < w:
-                                taps.append((ih, iw))
-                    visit(s, c, p, q, taps)
-    return oh, ow
+            for pixel in _grid(out):
+                taps = [_read(pixel, tap, stride, pad, dilation) for tap in _grid(kernel)]
+                visit(s, c, pixel, [coord for coord in taps if _inside(coord, size)])
+    return out
 
 
-def oracle_max_pool2d(x, kernel, stride, pad, dilation, ceil_mode, go=None):
-    """``(y, dx)``: the maximum over each window's in-image pixels and, for ``go``, the gradient routed
-    to the pixel PyTorch chooses: scanning in row-major order from the first in-image pixel, move
+def oracle_max_pool(x, kernel, stride, pad, dilation, ceil_mode, go=None):
+    """``(y, dx)``: the maximum over each window's in-input pixels and, for ``go``, the gradient routed
+    to the pixel PyTorch chooses: scanning in row-major order from the first in-input pixel, move
     to a value that is greater, or NaN."""
     x = np.asarray(x, np.float64)
     outputs, chosen = {}, {}
 
-    def visit(s, c, p, q, taps):
+    def visit(s, c, pixel, taps):
         best_at, best = (taps or [None])[0], -np.inf  # a dilated window may miss the input: -inf, no gradient
-        for ih, iw in taps:
-            v = x[s, c, ih, iw]
+        for coord in taps:
+            v = x[(s, c, *coord)]
             if v > best or np.isnan(v):
-                best, best_at = v, (ih, iw)
-        outputs[s, c, p, q] = best
-        chosen[s, c, p, q] = best_at
+                best, best_at = v, coord
+        outputs[(s, c, *pixel)] = best
+        chosen[(s, c, *pixel)] = best_at
 
-    oh, ow = _pool_loop(x, kernel, stride, pad, dilation, ceil_mode, visit)
-    y = np.zeros((x.shape[0], x.shape[1], oh, ow))
+    out = _pool_loop(x, kernel, stride, pad, dilation, ceil_mode, visit)
+    y = np.zeros((x.shape[0], x.shape[1], *out))
     dx = np.zeros_like(x)
-    for (s, c, p, q), v in outputs.items():
-        y[s, c, p, q] = v
-        if go is not None and chosen[s, c, p, q] is not None:
-            ih, iw = chosen[s, c, p, q]
-            dx[s, c, ih, iw] += go[s, c, p, q]
+    for key, v in outputs.items():
+        y[key] = v
+        if go is not None and chosen[key] is not None:
+            dx[(*key[:2], *chosen[key])] += go[key]
     return y, dx
 
 
-def oracle_avg_pool2d(x, kernel, stride, pad, ceil_mode, count_include_pad, divisor_override, go=None):
-    """``(y, dx)``: each window's sum over its in-image pixels divided by ``divisor_override``, or by
+def oracle_avg_pool(x, kernel, stride, pad, ceil_mode, count_include_pad, divisor_override, go=None):
+    """``(y, dx)``: each window's sum over its in-input pixels divided by ``divisor_override``, or by
     the window's size clipped to the padded input (``count_include_pad``) or to the input."""
     x = np.asarray(x, np.float64)
-    n, ch, h, w = x.shape
+    n, ch, *size = x.shape
     sums, divisors, members = {}, {}, {}
 
-    def visit(s, c, p, q, taps):
-        sums[s, c, p, q] = sum(x[s, c, ih, iw] for ih, iw in taps)
-        members[s, c, p, q] = taps
+    def visit(s, c, pixel, taps):
+        key = (s, c, *pixel)
+        sums[key] = sum(x[(s, c, *coord)] for coord in taps)
+        members[key] = taps
         if divisor_override is not None:
-            divisors[s, c, p, q] = divisor_override
+            divisors[key] = divisor_override
         elif count_include_pad:
-            rows = min(p * stride[0] - pad[0] + kernel[0], h + pad[0]) - (p * stride[0] - pad[0])
-            cols = min(q * stride[1] - pad[1] + kernel[1], w + pad[1]) - (q * stride[1] - pad[1])
-            divisors[s, c, p, q] = rows * cols
+            divisors[key] = 1
+            for p, k, st, pa, sz in zip(pixel, kernel, stride, pad, size, strict=True):
+                divisors[key] *= min(p * st - pa + k, sz + pa) - (p * st - pa)
         else:
-            divisors[s, c, p, q] = len(taps)
+            divisors[key] = len(taps)
 
-    oh, ow = _pool_loop(x, kernel, stride, pad, (1, 1), ceil_mode, visit)
-    y = np.zeros((n, ch, oh, ow))
+    out = _pool_loop(x, kernel, stride, pad, (1,) * len(size), ceil_mode, visit)
+    y = np.zeros((n, ch, *out))
     dx = np.zeros_like(x)
     for key, total in sums.items():
         y[key] = total / divisors[key]
         if go is not None:
-            for ih, iw in members[key]:
-                dx[key[0], key[1], ih, iw] += go[key] / divisors[key]
+            for coord in members[key]:
+                dx[(*key[:2], *coord)] += go[key] / divisors[key]
     return y, dx
 
 
 # --- transposed convolution: every input pixel scatters its kernel-weighted value -----------------
 
 
-def oracle_conv_transpose2d(x, w, b, stride, pad, output_padding, dilation, groups, go=None):
-    """``(y, (dx, dw, db))``: y[n, g·Cog + co, ih·s - p + i·d, ...] += x[n, ci, ih, iw] · w[ci, co, i, j]
+def oracle_conv_transpose(x, w, b, stride, pad, output_padding, dilation, groups, go=None):
+    """``(y, (dx, dw, db))``: y[n, g·Cog + co, pixel·s - p + tap·d] += x[n, ci, pixel] · w[ci, co, tap]
     over every input pixel and tap landing in the output, then the bias; the gradients, for ``go``,
-    by the same loop read backwards."""
+    by the same loop read backwards.  ``pad``: one per axis (both sides)."""
     x = np.asarray(x, np.float64)
     w = np.asarray(w, np.float64)
-    n, c_in, h, wd = x.shape
-    _, cog, kh, kw = w.shape
+    n, c_in, *size = x.shape
+    _, cog, *kernel = w.shape
     cig = c_in // groups
-    out_h = (h - 1) * stride[0] - 2 * pad[0] + dilation[0] * (kh - 1) + output_padding[0] + 1
-    out_w = (wd - 1) * stride[1] - 2 * pad[1] + dilation[1] * (kw - 1) + output_padding[1] + 1
-    y = np.zeros((n, cog * groups, out_h, out_w))
+    out = tuple(
+        (s - 1) * st - 2 * p + d * (k - 1) + op + 1
+        for s, st, p, d, k, op in zip(size, stride, pad, dilation, kernel, output_padding, strict=True)
+    )
+    y = np.zeros((n, cog * groups, *out))
     dx, dw = np.zeros_like(x), np.zeros_like(w)
     for s in range(n):
         for ci in range(c_in):
             g = ci // cig
-            for ih in range(h):
-                for iw in range(wd):
-                    for co in range(cog):
-                        for i in range(kh):
-                            oy = ih * stride[0] - pad[0] + i * dilation[0]
-                            if not 0 <= oy < out_h:
-                                continue
-                            for j in range(kw):
-                                ox = iw * stride[1] - pad[1] + j * dilation[1]
-                                if 0 <= ox < out_w:
-                                    y[s, g * cog + co, oy, ox] += x[s, ci, ih, iw] * w[ci, co, i, j]
-                                    if go is not None:
-                                        dx[s, ci, ih, iw] += go[s, g * cog + co, oy, ox] * w[ci, co, i, j]
-                                        dw[ci, co, i, j] += go[s, g * cog + co, oy, ox] * x[s, ci, ih, iw]
+            for pixel in _grid(size):
+                for co in range(cog):
+                    for tap in _grid(kernel):
+                        target = _read(pixel, tap, stride, pad, dilation)
+                        if not _inside(target, out):
+                            continue
+                        where = (s, g * cog + co, *target)
+                        y[where] += x[(s, ci, *pixel)] * w[(ci, co, *tap)]
+                        if go is not None:
+                            dx[(s, ci, *pixel)] += go[where] * w[(ci, co, *tap)]
+                            dw[(ci, co, *tap)] += go[where] * x[(s, ci, *pixel)]
     if b is not None:
-        y += np.asarray(b, np.float64)[None, :, None, None]
+        y += np.asarray(b, np.float64).reshape(-1, *[1] * len(size))
     db = None if go is None else np.array([go[:, o].sum() for o in range(cog * groups)])
     return y, (dx, dw, db)
 
 
-def oracle_max_unpool2d(x, indices, size, grad_output=None):
-    """Zeros of ``size`` (H_out, W_out) per plane, then, window by window in raster order, the value
-    of ``x`` written at the place its index names (a later window overwrites an earlier one); with
-    ``grad_output``, also the gradient: each window's value of ``grad_output`` at its place."""
-    n, c, h, w = x.shape
-    out = np.zeros((n, c, size[0] * size[1]))
-    grad = np.zeros((n, c, h, w))
+def oracle_max_unpool(x, indices, size, grad_output=None):
+    """Zeros of ``size`` (the output's spatial size) per plane, then, window by window in raster
+    order, the value of ``x`` written at the place its index names (a later window overwrites an
+    earlier one); with ``grad_output``, also the gradient: each window's value of
+    ``grad_output`` at its place."""
+    n, c, *pooled = x.shape
+    plane = int(np.prod(size))
+    out = np.zeros((n, c, plane))
+    grad = np.zeros(x.shape)
     for b in range(n):
         for ch in range(c):
-            for i in range(h):
-                for j in range(w):
-                    place = int(indices[b, ch, i, j])
-                    out[b, ch, place] = x[b, ch, i, j]
-                    if grad_output is not None:
-                        grad[b, ch, i, j] = grad_output[b, ch].reshape(-1)[place]
+            for pixel in _grid(pooled):
+                where = (b, ch, *pixel)
+                place = int(indices[where])
+                out[b, ch, place] = x[where]
+                if grad_output is not None:
+                    grad[where] = grad_output[b, ch].reshape(-1)[place]
     return out.reshape(n, c, *size), grad

@@ -22,8 +22,8 @@ from cases import assert_close, random_array
 def test_book_matches_oracle(rng, n, c, h, w, o, k, s, p, g):
     x, wt = random_array(rng, (n, c, h, w)), random_array(rng, (o, c // g, k, k))
     stride, pad = (s, s), (p, p, p, p)
-    y = oracle.oracle_conv2d(x, wt, None, stride, pad, (1, 1), g)
+    y = oracle.oracle_conv(x, wt, None, stride, pad, (1, 1), g)
     assert_close(book_conv2d(x, wt, stride=s, padding=p, groups=g), y, np.float64)
     go = random_array(rng, y.shape)
-    _, dw, _ = oracle.oracle_conv2d_grads(go, x, wt, stride, pad, (1, 1), g)
+    _, dw, _ = oracle.oracle_conv_grads(go, x, wt, stride, pad, (1, 1), g)
     assert_close(book_conv2d_weight_grad(go, x, wt, stride=s, padding=p, groups=g), dw, np.float64)

@@ -46,12 +46,12 @@ def test_check_reports_failures(monkeypatch, capsys):
     """A wrong kernel must turn the check red (exit status 1)."""
     import xpconv.tools.check as check_module
 
-    real = check_module.conv2d
+    real, real_backward = check_module.CONVOLUTIONS[2]
 
     def off_by_a_bit(*args, **kwargs):
         return real(*args, **kwargs) * 1.001
 
-    monkeypatch.setattr(check_module, "conv2d", off_by_a_bit)
+    monkeypatch.setitem(check_module.CONVOLUTIONS, 2, (off_by_a_bit, real_backward))
     assert main(["check", "--device", "cpu", "--dtype", "float64"]) == 1
     assert "FAIL" in capsys.readouterr().out
 
@@ -161,13 +161,13 @@ def test_ceiling_is_a_median_of_several():
 def test_bench_refuses_wrong_kernels(monkeypatch):
     import xpconv.tools.check as check_module
 
-    real = check_module.conv2d_backward
+    real_forward, real = check_module.CONVOLUTIONS[2]
 
     def wrong(*args, **kwargs):
         g = real(*args, **kwargs)
         return g._replace(weight=g.weight * 1.01)
 
-    monkeypatch.setattr(check_module, "conv2d_backward", wrong)  # bench checks through xpconv.tools.check
+    monkeypatch.setitem(check_module.CONVOLUTIONS, 2, (real_forward, wrong))  # bench checks through xpconv.tools.check
     with pytest.raises(RuntimeError, match="disagrees with the float64 reference"):
         bench.run(shapes=["mnist"], book="none", torch=False, min_seconds=0, log=lambda m: None)
 

@@ -52,9 +52,9 @@ def test_workspace_chunking_gives_same_result(rng, workspace):
     stride, pad, dilation = resolve(cfg)
     go = random_array(rng, (7, 4, 6, 5))
     y = xpconv.conv2d(x, wt, b, workspace_bytes=workspace, **kw)
-    assert_close(y, oracle.oracle_conv2d(x, wt, b, stride, pad, dilation, 1), np.float64)
+    assert_close(y, oracle.oracle_conv(x, wt, b, stride, pad, dilation, 1), np.float64)
     grads = xpconv.conv2d_backward(go, x, wt, workspace_bytes=workspace, **kw)
-    dx, dw, db = oracle.oracle_conv2d_grads(go, x, wt, stride, pad, dilation, 1)
+    dx, dw, db = oracle.oracle_conv_grads(go, x, wt, stride, pad, dilation, 1)
     assert_close(grads.input, dx, np.float64)
     assert_close(grads.weight, dw, np.float64)
 
@@ -101,9 +101,9 @@ def test_non_contiguous_inputs(rng):
     wt = random_array(rng, (2, 3, 2, 2))[:, :, ::-1, ::-1]  # negative strides
     go = random_array(rng, (5, 2, 3, 5)).transpose(0, 1, 2, 3)[:, :, :, ::-1]
     pads = (0, 0, 0, 0)
-    ref = oracle.oracle_conv2d(x, wt, None, (1, 1), pads, (1, 1), 1)
+    ref = oracle.oracle_conv(x, wt, None, (1, 1), pads, (1, 1), 1)
     assert_close(xpconv.conv2d(x, wt), ref, np.float64)
-    dx, dw, db = oracle.oracle_conv2d_grads(go, x, wt, (1, 1), pads, (1, 1), 1)
+    dx, dw, db = oracle.oracle_conv_grads(go, x, wt, (1, 1), pads, (1, 1), 1)
     grads = xpconv.conv2d_backward(go, x, wt)
     assert_close(grads.input, dx, np.float64)
     assert_close(grads.weight, dw, np.float64)

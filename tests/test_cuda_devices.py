@@ -303,8 +303,8 @@ def _must_write(shape, algorithm: str, n: int, dtype) -> tuple[int, int]:
     g = shape.geometry(n)
     d = np.dtype(dtype).itemsize
     a = 4 if d == 2 else d  # the compute dtype
-    p, k, cg = g.out[0] * g.out[1], g.kh * g.kw, g.c // g.groups
-    x, y, w = n * g.c * g.h * g.w * d, n * g.o * p * d, (g.o * cg * k + g.o) * d  # inputs' sizes, outputs' sizes
+    p, k, cg = g.pixels, g.taps, g.c // g.groups
+    x, y, w = n * g.c * int(np.prod(g.size)) * d, n * g.o * p * d, (g.o * cg * k + g.o) * d  # inputs', outputs' sizes
     if algorithm == "direct":
         return y, x + w + g.o * (cg * k + 1) * segments(g) * a
     if algorithm == "winograd":

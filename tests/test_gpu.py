@@ -11,7 +11,20 @@ import pytest
 
 import xpconv
 
-from cases import CONFIGS, assert_close, make_case, random_array
+from cases import (
+    CONFIGS,
+    ND_AVG_POOLS,
+    ND_CONVS,
+    ND_MAX_POOLS,
+    ND_TRANSPOSES,
+    assert_close,
+    check_avg_pool_nd,
+    check_conv_nd,
+    check_conv_transpose_nd,
+    check_max_pool_nd,
+    make_case,
+    random_array,
+)
 
 pytestmark = [
     pytest.mark.gpu,
@@ -55,6 +68,24 @@ def test_conv2d_cpu_cuda_parity(rng, cfg, dtype, workspace, algorithm):
     assert_close(y_gpu, y_cpu.astype(np.float64), dtype, "forward")
     for part in ("input", "weight", "bias"):
         assert_close(getattr(g_gpu, part), getattr(g_cpu, part).astype(np.float64), dtype, part)
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "im2col", "direct"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", ND_CONVS)
+def test_conv_1d_3d_on_gpu_match_oracle(rng, cfg, dtype, algorithm):
+    """conv1d/conv3d and their gradients, by each CUDA algorithm, against the oracle."""
+    check_conv_nd(rng, cfg, dtype, to=_cuda, algorithm=algorithm)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pooling_and_transposes_1d_3d_on_gpu_match_oracle(rng, dtype):
+    for cfg in ND_TRANSPOSES:
+        check_conv_transpose_nd(rng, cfg.values[0], dtype, to=_cuda)
+    for cfg in ND_MAX_POOLS:
+        check_max_pool_nd(rng, cfg.values[0], dtype, to=_cuda)
+    for cfg in ND_AVG_POOLS:
+        check_avg_pool_nd(rng, cfg.values[0], dtype, to=_cuda)
 
 
 @pytest.mark.parametrize("padding", [0, 1, (2, 1)])

@@ -114,7 +114,7 @@ def test_a_network_computes_no_gradient_for_its_images(rng, monkeypatch):
     need none): the same parameter gradients, no input gradient, and conv2d_backward asked for none."""
     x = random_array(rng, (3, 1, 16, 12))
     grads = {}
-    original = xpconv.nn.layers.conv2d_backward
+    forward, original = xpconv.nn.Conv2D.kernels
     for needed in (True, False):
         model = lenet5_network(16, 12, dtype="float64", seed=1)
         model.input_gradient = needed
@@ -125,7 +125,7 @@ def test_a_network_computes_no_gradient_for_its_images(rng, monkeypatch):
             asked.append(kwargs["with_input"])
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(xpconv.nn.layers, "conv2d_backward", spy)
+        monkeypatch.setattr(xpconv.nn.Conv2D, "kernels", (forward, spy))
         result = model.backward(go)
         assert (result is None) != needed and asked == [True, needed]  # conv2, then conv1
         grads[needed] = [p.grad for p in model.parameters()]

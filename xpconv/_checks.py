@@ -45,21 +45,45 @@ def check_arrays(*specs: tuple[str, Array | None, int | None]) -> tuple[ModuleTy
     return xp, present[0][1].dtype
 
 
+# The names of the spatial axes of an input and of a kernel, by their number.
+SPATIAL_AXES = {1: "L", 2: "H, W", 3: "D, H, W"}
+KERNEL_AXES = {1: "k", 2: "kh, kw", 3: "kd, kh, kw"}
+
+
+def check_rank(function: str, x: Array, weight: Array | None = None, transposed: bool = False) -> int:
+    """``x`` (and ``weight``) of the rank ``function`` (``conv1d``, ``max_pool3d``, ...) takes, or a
+    ``ValueError`` naming the function and the expected layout; returns the spatial axes."""
+    dims = int(function[-2])  # "conv2d" -> 2
+    if x.ndim != dims + 2:
+        raise ValueError(f"{function}: x must be (N, C, {SPATIAL_AXES[dims]}), got shape {tuple(x.shape)}")
+    if weight is not None and weight.ndim != dims + 2:
+        layout = "C_in, C_out/groups" if transposed else "O, C/groups"
+        raise ValueError(f"{function}: weight must be ({layout}, {KERNEL_AXES[dims]}), got shape {tuple(weight.shape)}")
+    return dims
+
+
 def compute_dtype(dtype: np.dtype) -> np.dtype:
     """float16 is stored as given but accumulated in float32."""
     return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
 
 
-def as_pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
-    """An ``int`` or a pair of ints, each at least ``minimum``, as a 2-tuple."""
-    pair = (value, value) if _is_int(value) else value
-    if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(_is_int(v) for v in pair)):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    pair = (int(pair[0]), int(pair[1]))
-    if min(pair) < minimum:
+def as_tuple(value: Any, name: str, dims: int, minimum: int) -> tuple[int, ...]:
+    """An ``int`` (for every axis) or a sequence of ``dims`` ints, each at least ``minimum``, as a tuple."""
+    values = (value,) * dims if _is_int(value) else value
+    if not (isinstance(values, (tuple, list)) and len(values) == dims and all(_is_int(v) for v in values)):
+        what = "an int" if dims == 1 else f"an int or {'a pair of' if dims == 2 else f'a tuple of {dims}'} ints"
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    values = tuple(int(v) for v in values)
+    if min(values) < minimum:
         kind = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{name} must be {kind}, got {value!r}")
-    return pair
+    return values
+
+
+def as_pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
+    """An ``int`` or a pair of ints, each at least ``minimum``, as a 2-tuple."""
+    first, second = as_tuple(value, name, 2, minimum)
+    return first, second
 
 
 def as_bool(value: Any, name: str) -> bool:

@@ -53,10 +53,14 @@ def batch_chunks(
     n: int, per_sample_bytes: int, limit: int, xp: ModuleType, cache_bytes: int = CACHE_CHUNK_BYTES
 ) -> list[slice]:
     """Slices of a batch of ``n`` whose scratch (``per_sample_bytes`` a sample) fits ``limit``
-    shared among the cores (and, on the CPU, about ``cache_bytes``), of equal sizes."""
-    budget = limit if xp is not np else min(cache_bytes, limit // available_cores())
+    shared among the cores (and, on the CPU, about ``cache_bytes``), of equal sizes; on the CPU at
+    least one chunk per core (a call whose scratch is small still keeps every core busy).  The
+    count depends on the shapes, the workspace and the machine's cores, never on the worker
+    threads: results are the same bits with any ``XPCONV_NUM_THREADS``."""
+    cores = 1 if xp is not np else available_cores()
+    budget = limit if xp is not np else min(cache_bytes, limit // cores)
     size = max(1, budget // max(per_sample_bytes, 1))
-    count = -(-n // size)
+    count = max(-(-n // size), min(n, cores))  # on the CPU at least a chunk per core, whatever the scratch
     if count == 0:
         return []
     q, r = divmod(n, count)  # the larger chunks first: a thread's scratch buffers never grow midway

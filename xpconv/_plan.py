@@ -75,13 +75,13 @@ class ConvPlan:
 
 
 def winograd_applies(g: ConvGeometry) -> bool:
-    """Winograd F(m×m, 3×3) here: a 3×3 kernel, stride 1, dilation 1, no groups (any padding)."""
-    return (g.kh, g.kw, g.stride, g.dilation, g.groups) == (3, 3, (1, 1), (1, 1), 1)
+    """Winograd F(m×m, 3×3) here: 2-D, a 3×3 kernel, stride 1, dilation 1, no groups (any padding)."""
+    return (g.kernel, g.stride, g.dilation, g.groups) == ((3, 3), (1, 1), (1, 1), 1)
 
 
 def direct_products(g: ConvGeometry) -> int:
-    """Products each output of the convolution sums: ``C/groups · kh · kw``."""
-    return g.c // g.groups * g.kh * g.kw
+    """Products each output of the convolution sums: ``C/groups`` times the kernel's taps."""
+    return g.c // g.groups * g.taps
 
 
 def conv_plan(xp: ModuleType, g: ConvGeometry, algorithm: str, dtype: DTypeLike = "float32") -> ConvPlan:
@@ -93,8 +93,8 @@ def conv_plan(xp: ModuleType, g: ConvGeometry, algorithm: str, dtype: DTypeLike 
     device = "cpu" if xp is np else "cuda"
     if algorithm == "winograd" and not winograd_applies(g):
         raise ValueError(
-            "algorithm='winograd' needs a 3x3 kernel, stride 1, dilation 1 and groups=1; got kernel "
-            f"{g.kh}x{g.kw}, stride {g.stride}, dilation {g.dilation}, groups={g.groups}"
+            "algorithm='winograd' needs a 2-D 3x3 kernel, stride 1, dilation 1 and groups=1; got kernel "
+            f"{'x'.join(map(str, g.kernel))}, stride {g.stride}, dilation {g.dilation}, groups={g.groups}"
         )
     if algorithm == "direct" and device == "cpu":
         raise ValueError("algorithm='direct' runs on CUDA only (xpconv's direct kernels); use 'auto' or 'im2col'")
@@ -104,7 +104,7 @@ def conv_plan(xp: ModuleType, g: ConvGeometry, algorithm: str, dtype: DTypeLike 
         return ConvPlan(device, "direct", "none", input_gradient="direct")
     if device == "cuda":
         through = "winograd" if algorithm == "winograd" and transposed_geometry(g) is not None else "col2im"
-        pointwise = g.is_pointwise and g.o // g.groups < g.out[0] * g.out[1] and np.dtype(dtype) != np.float16
+        pointwise = g.is_pointwise and g.o // g.groups < g.pixels and np.dtype(dtype) != np.float16
         return ConvPlan(device, algorithm, "pointwise" if pointwise else "folded", input_gradient=through)
     if algorithm == "winograd":
         through = "winograd" if transposed_geometry(g) is not None else "col2im"
@@ -117,6 +117,5 @@ def conv_plan(xp: ModuleType, g: ConvGeometry, algorithm: str, dtype: DTypeLike 
 def _auto(device: str, g: ConvGeometry) -> str:
     if device == "cuda" and direct_products(g) <= DIRECT_MAX_PRODUCTS:
         return "direct"
-    oh, ow = g.out
-    large = min(g.c, g.o) >= WINOGRAD_MIN_CHANNELS and oh * ow >= WINOGRAD_MIN_PIXELS
+    large = min(g.c, g.o) >= WINOGRAD_MIN_CHANNELS and g.pixels >= WINOGRAD_MIN_PIXELS
     return "winograd" if winograd_applies(g) and large else "im2col"

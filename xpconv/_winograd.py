@@ -177,8 +177,9 @@ def _tiled_geometry(g: ConvGeometry) -> tuple[ConvGeometry, int, int]:
     m = TILE
     oh, ow = g.out
     th, tw = tiles(oh, m), tiles(ow, m)
-    top, _, left, _ = g.pad
-    pad = (top, th * m + 2 - g.h - top, left, tw * m + 2 - g.w - left)
+    (top, _), (left, _) = g.pad
+    h, w = g.size
+    pad = ((top, th * m + 2 - h - top), (left, tw * m + 2 - w - left))
     return dataclasses.replace(g, pad=pad), th, tw
 
 
@@ -189,7 +190,7 @@ def _channel_major(xp, x, batch: slice, g_tiles: ConvGeometry, slot: str, dtype)
     c, b = g_tiles.c, batch.stop - batch.start
     x_pad = scratch(xp, slot, (c, b, *g_tiles.padded), dtype)
     view = x_pad.transpose(1, 0, 2, 3)  # (C, B, Hp, Wp) -> (B, C, Hp, Wp), a view
-    if any(g_tiles.pad):
+    if any(map(any, g_tiles.pad)):
         pad_input(xp, x[batch].astype(dtype, copy=False), g_tiles, out=view)
     else:
         view[...] = x[batch]
@@ -274,7 +275,7 @@ def winograd_weight_gradient(
     t = th * tw
     k_out_t = kron(xp, m, "output", acc).T  # (a², m²)
     # grad_output zero-extended to whole tiles: a geometry that pads it at the bottom/right only
-    g_dy = dataclasses.replace(g_tiles, c=g.o, h=oh, w=ow, pad=(0, th * m - oh, 0, tw * m - ow))
+    g_dy = dataclasses.replace(g_tiles, c=g.o, size=(oh, ow), pad=((0, th * m - oh), (0, tw * m - ow)))
     grad_w_t = xp.empty((a * a, g.o, g.c), dtype=acc)
     total = ChunkSum(grad_w_t, grad_b)
 

@@ -20,10 +20,11 @@ holds the im2col path; Winograd is in :mod:`xpconv._winograd` (NumPy) and
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 
 from ._backend import device_scope
-from ._checks import as_bool, check_arrays, compute_dtype
+from ._checks import as_bool, check_arrays, check_rank, compute_dtype
 from ._chunking import CACHE_CHUNK_BYTES, DEFAULT_WORKSPACE_BYTES, batch_chunks, workspace_limit
 from ._cuda import direct as cuda_direct
 from ._cuda import winograd as cuda_winograd
@@ -31,16 +32,21 @@ from ._geometry import ConvGeometry, conv_geometry, transposed_geometry
 from ._parallel import ChunkSum, blas_single_threaded, map_chunks
 from ._patches import channel_major, col2im, folded_col2im, folded_output, folded_patches, im2col, pad_input
 from ._plan import ALGORITHMS, ConvPlan, conv_plan, winograd_applies
-from ._types import Algorithm, Array, Gradients, IntPair, Padding
+from ._types import Algorithm, Array, Gradients, IntPair, IntTuple, Padding
 from ._winograd import winograd_forward, winograd_weight_gradient
 from ._workspace import scratch
 from .bias import add_bias, bias_grad
 
 __all__ = [
     "ALGORITHMS",
+    "CONVOLUTIONS",
     "DEFAULT_WORKSPACE_BYTES",
+    "conv1d",
+    "conv1d_backward",
     "conv2d",
     "conv2d_backward",
+    "conv3d",
+    "conv3d_backward",
     "forward_pass",
     "input_gradient",
     "weight_gradient",
@@ -51,12 +57,11 @@ __all__ = [
 def _scratch_per_sample(g: ConvGeometry, itemsize: int, backward: bool) -> int:
     """Bytes of scratch one sample needs: its padded copy and patch matrix; in the backward
     also their gradients and the sample's weight-gradient term."""
-    oh, ow = g.out
-    padded = g.c * g.padded[0] * g.padded[1] if any(g.pad) else 0
-    patches = 0 if g.is_pointwise else g.c * g.kh * g.kw * oh * ow
+    padded = g.c * math.prod(g.padded) if any(map(any, g.pad)) else 0
+    patches = 0 if g.is_pointwise else g.c * g.taps * g.pixels
     if not backward:
         return (padded + patches) * itemsize
-    return (2 * (padded + patches) + g.o * (g.c // g.groups) * g.kh * g.kw) * itemsize
+    return (2 * (padded + patches) + g.o * (g.c // g.groups) * g.taps) * itemsize
 
 
 def conv2d(
@@ -117,7 +122,51 @@ def conv2d(
     >>> xpconv.conv2d(x, w, padding="same").shape
     (2, 4, 8, 8)
     """
-    xp, dtype = check_arrays(("x", x, 4), ("weight", weight, 4), ("bias", bias, 1))
+    return _convolution("conv2d", x, weight, bias, stride, padding, dilation, groups, workspace_bytes, algorithm)
+
+
+def conv1d(
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
+    *,
+    stride: IntTuple = 1,
+    padding: Padding = 0,
+    dilation: IntTuple = 1,
+    groups: int = 1,
+    workspace_bytes: int | None = None,
+    algorithm: Algorithm = "auto",
+) -> Array:
+    """1-D cross-correlation of an (N, C, L) batch, as ``torch.nn.functional.conv1d``: :func:`conv2d`
+    with one spatial axis.  ``weight`` is (O, C / groups, k); ``stride``, ``padding`` and ``dilation``
+    an int (or a 1-tuple), ``padding`` also ``"valid"`` or ``"same"``; returns (N, O, L_out).
+    ``algorithm``: ``"auto"``, ``"im2col"`` or, on CUDA, ``"direct"``."""
+    return _convolution("conv1d", x, weight, bias, stride, padding, dilation, groups, workspace_bytes, algorithm)
+
+
+def conv3d(
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
+    *,
+    stride: IntTuple = 1,
+    padding: Padding = 0,
+    dilation: IntTuple = 1,
+    groups: int = 1,
+    workspace_bytes: int | None = None,
+    algorithm: Algorithm = "auto",
+) -> Array:
+    """3-D cross-correlation of an (N, C, D, H, W) batch, as ``torch.nn.functional.conv3d``:
+    :func:`conv2d` with three spatial axes.  ``weight`` is (O, C / groups, kd, kh, kw); ``stride``,
+    ``padding`` and ``dilation`` an int or a 3-tuple, ``padding`` also ``"valid"`` or ``"same"``;
+    returns (N, O, D_out, H_out, W_out).  ``algorithm``: ``"auto"``, ``"im2col"`` or, on CUDA, ``"direct"``."""
+    return _convolution("conv3d", x, weight, bias, stride, padding, dilation, groups, workspace_bytes, algorithm)
+
+
+def _convolution(name, x, weight, bias, stride, padding, dilation, groups, workspace_bytes, algorithm) -> Array:
+    """The convolution of the public function ``name`` (``conv1d``, ``conv2d`` or ``conv3d``)."""
+    xp, dtype = check_arrays(("x", x, None), ("weight", weight, None), ("bias", bias, 1))
+    check_rank(name, x, weight)
     g = conv_geometry(
         x.shape,
         weight.shape,
@@ -177,12 +226,11 @@ FORWARD_CACHE_BYTES = 3 * 2**20
 
 
 def _patch_matrices(xp, x, batch: slice, g: ConvGeometry, dtype):
-    """The chunk's padded copy and patches, in this thread's scratch: -> (B, G, Cg·kh·kw, oh·ow)."""
+    """The chunk's padded copy and patches, in this thread's scratch: -> (B, G, Cg·K, P)."""
     b = batch.stop - batch.start
-    oh, ow = g.out
     x_pad = pad_input(xp, x[batch].astype(dtype, copy=False), g, out=scratch(xp, "x_pad", (b, g.c, *g.padded), dtype))
-    cols = im2col(xp, x_pad, g, out=scratch(xp, "cols", (b, g.c, g.kh, g.kw, oh, ow), dtype))
-    return cols.reshape(b, g.groups, g.c // g.groups * g.kh * g.kw, oh * ow)  # (B, C, kh, kw, oh, ow) -> (B, G, K, P)
+    cols = im2col(xp, x_pad, g, out=scratch(xp, "cols", (b, g.c, *g.kernel, *g.out), dtype))
+    return cols.reshape(b, g.groups, g.c // g.groups * g.taps, g.pixels)  # (B, C, *kernel, *out) -> (B, G, K, P)
 
 
 def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, limit: int, plan: ConvPlan):
@@ -190,9 +238,8 @@ def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, limit: int, plan: Con
     group, written into ``y``, plus the bias (when not ``None``).  Where the plan folds the batch
     into the GEMMs (CUDA; grouped convolutions on the CPU), :func:`_gemm_forward_folded` instead."""
     acc = compute_dtype(x.dtype)
-    oh, ow = g.out
-    og, k = g.o // g.groups, g.c // g.groups * g.kh * g.kw
-    w_g = weight.reshape(g.groups, og, k)  # (O, Cg, kh, kw) -> (G, Og, K)
+    og, k = g.o // g.groups, g.c // g.groups * g.taps
+    w_g = weight.reshape(g.groups, og, k)  # (O, Cg, *kernel) -> (G, Og, K)
     if plan.layout != "per-sample":
         per_sample = _per_sample(plan, g, acc.itemsize, backward=False)
         chunks = batch_chunks(g.n, per_sample, limit, xp, CACHE_CHUNK_BYTES)
@@ -206,7 +253,7 @@ def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, limit: int, plan: Con
         b = batch.stop - batch.start
         cols = _patch_matrices(xp, x, batch, g, y.dtype)
         xp.matmul(
-            w_g, cols, out=y[batch].reshape(b, g.groups, og, oh * ow)
+            w_g, cols, out=y[batch].reshape(b, g.groups, og, g.pixels)
         )  # (G, Og, K) @ (B, G, K, P) -> (B, G, Og, P), in y
         if bias is not None:
             add_bias(xp, y[batch], bias, 1, out=y[batch])
@@ -232,9 +279,9 @@ def _folded_scratch_per_sample(g: ConvGeometry, itemsize: int, backward: bool, o
     """Bytes of scratch one sample needs in the folded layout: its patches and output-sized
     product (on the CPU also its padded copy); in the backward its output gradient's copy, the
     patches and their gradient (on the CPU also the padded copy and its gradient)."""
-    pixels = g.out[0] * g.out[1]
-    padded = 0 if on_cuda else g.c * g.padded[0] * g.padded[1]  # the kernels fold the padding in
-    patches = g.c * g.kh * g.kw * pixels
+    pixels = g.pixels
+    padded = 0 if on_cuda else g.c * math.prod(g.padded)  # the kernels fold the padding in
+    patches = g.c * g.taps * pixels
     if not backward:
         return (padded + patches + g.o * pixels) * itemsize
     return (2 * padded + 2 * patches + g.o * pixels) * itemsize
@@ -245,9 +292,7 @@ def _per_sample(plan: ConvPlan, g: ConvGeometry, itemsize: int, backward: bool) 
     if plan.layout == "per-sample":
         return _scratch_per_sample(g, itemsize, backward)
     if plan.layout == "pointwise":  # the weight repeated; in the backward also its products and x's transpose
-        return (
-            g.o * g.c // g.groups * (2 if backward else 1) + (g.c * g.out[0] * g.out[1] if backward else 0)
-        ) * itemsize
+        return (g.o * g.c // g.groups * (2 if backward else 1) + (g.c * g.pixels if backward else 0)) * itemsize
     return _folded_scratch_per_sample(g, itemsize, backward, plan.on_cuda)
 
 
@@ -264,15 +309,14 @@ def _grouped_product(xp, a, b, out):
 def _gemm_forward_folded(xp, x, w_g, bias, y, g: ConvGeometry, chunks):
     """Per chunk: the patches (G, K, B·P), one product with the weight ``w_g`` (G, Og, K), and the
     product to ``y`` with the bias."""
-    oh, ow = g.out
     og, acc = w_g.shape[1], w_g.dtype
     w_g = w_g if g.groups == 1 else xp.ascontiguousarray(w_g)
 
     def run(batch):
         b = batch.stop - batch.start
         cols = folded_patches(xp, x, batch, g, acc)  # (G, K, B·P)
-        prod = _grouped_product(xp, w_g, cols, scratch(xp, "prod", (g.groups, og, b * oh * ow), acc))  # (G, Og, B·P)
-        folded_output(xp, prod.reshape(g.o, b * oh * ow), bias, y[batch])  # (G, Og, B·P) -> (O, B·P)
+        prod = _grouped_product(xp, w_g, cols, scratch(xp, "prod", (g.groups, og, b * g.pixels), acc))  # (G, Og, B·P)
+        folded_output(xp, prod.reshape(g.o, b * g.pixels), bias, y[batch])  # (G, Og, B·P) -> (O, B·P)
 
     map_chunks(xp, run, chunks)
 
@@ -293,7 +337,7 @@ def _repeated(xp, w_g, b: int):
 
 def _gemm_forward_pointwise(xp, x, w_g, bias, y, g: ConvGeometry, chunks):
     """Per chunk: one GEMM per image and group, (G, Og, Cg) @ (G, Cg, P), into ``y``, plus the bias."""
-    p = g.out[0] * g.out[1]
+    p = g.pixels
     og, cg = w_g.shape[1:]
 
     def run(batch):
@@ -310,7 +354,7 @@ def _gemm_backward_pointwise(xp, grad_output, x, weight, grad_x, grad_w, grad_b,
     """Per chunk: the input gradient as one GEMM per image and group, ``wᵀ · go[b]``, into
     ``grad_x``; the weight gradient as one GEMM per image and group, ``go[b] · x[b]ᵀ``, summed over
     the images (in order), and the bias gradient as one sum, written in place by the first chunk."""
-    p = g.out[0] * g.out[1]
+    p = g.pixels
     og, cg = g.o // g.groups, g.c // g.groups
     total = ChunkSum(None if grad_w is None else grad_w.reshape(g.groups, og, cg), grad_b)  # (G, Og, Cg), a view
 
@@ -362,7 +406,61 @@ def conv2d_backward(
     gradient is the adjoint of the Winograd forward with respect to the weight.  On CUDA, im2col's
     input gradient is always col2im, and ``"direct"`` sums each gradient directly.
     """
-    xp, dtype = check_arrays(("grad_output", grad_output, 4), ("x", x, 4), ("weight", weight, 4))
+    return _convolution_backward(
+        "conv2d", grad_output, x, weight, stride, padding, dilation, groups, with_bias, with_input, workspace_bytes,
+        algorithm,
+    )  # fmt: skip
+
+
+def conv1d_backward(
+    grad_output: Array,
+    x: Array,
+    weight: Array,
+    *,
+    stride: IntTuple = 1,
+    padding: Padding = 0,
+    dilation: IntTuple = 1,
+    groups: int = 1,
+    with_bias: bool = True,
+    with_input: bool = True,
+    workspace_bytes: int | None = None,
+    algorithm: Algorithm = "auto",
+) -> Gradients:
+    """Gradients of :func:`conv1d` for ``grad_output`` (N, O, L_out): as :func:`conv2d_backward`."""
+    return _convolution_backward(
+        "conv1d", grad_output, x, weight, stride, padding, dilation, groups, with_bias, with_input, workspace_bytes,
+        algorithm,
+    )  # fmt: skip
+
+
+def conv3d_backward(
+    grad_output: Array,
+    x: Array,
+    weight: Array,
+    *,
+    stride: IntTuple = 1,
+    padding: Padding = 0,
+    dilation: IntTuple = 1,
+    groups: int = 1,
+    with_bias: bool = True,
+    with_input: bool = True,
+    workspace_bytes: int | None = None,
+    algorithm: Algorithm = "auto",
+) -> Gradients:
+    """Gradients of :func:`conv3d` for ``grad_output`` (N, O, D_out, H_out, W_out): as :func:`conv2d_backward`."""
+    return _convolution_backward(
+        "conv3d", grad_output, x, weight, stride, padding, dilation, groups, with_bias, with_input, workspace_bytes,
+        algorithm,
+    )  # fmt: skip
+
+
+def _convolution_backward(
+    name: str, grad_output: Array, x: Array, weight: Array, stride, padding, dilation, groups, with_bias, with_input,
+    workspace_bytes, algorithm,
+) -> Gradients:  # fmt: skip
+    """The gradients of the public function ``name``'s convolution."""
+    xp, dtype = check_arrays(("grad_output", grad_output, None), ("x", x, None), ("weight", weight, None))
+    check_rank(name, x, weight)
     g = conv_geometry(x.shape, weight.shape, None, stride=stride, padding=padding, dilation=dilation, groups=groups)
     if tuple(grad_output.shape) != g.output_shape:
         raise ValueError(
@@ -416,12 +514,12 @@ def input_gradient(
             return cuda_direct.input_gradient(xp, grad_output, weight, g, bias)
         if plan.input_gradient == "winograd":
             return cuda_winograd.input_gradient(xp, grad_output, weight, g, limit, bias)
-        grad_x = xp.empty((g.n, g.c, g.h, g.w), dtype=grad_output.dtype)
+        grad_x = xp.empty(g.input_shape, dtype=grad_output.dtype)
         chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp)
         _gemm_backward(xp, grad_output, None, weight.astype(acc, copy=False), grad_x, None, None, g, chunks, plan, bias)
         return grad_x
     w = xp.ascontiguousarray(weight.astype(acc, copy=False))
-    grad_x = xp.empty((g.n, g.c, g.h, g.w), dtype=acc)
+    grad_x = xp.empty(g.input_shape, dtype=acc)
     g_t = transposed_geometry(g)  # not None where the plan routes the gradient through it
     if plan.input_gradient == "winograd" and g_t is not None:
         winograd_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, limit)
@@ -459,10 +557,12 @@ def weight_gradient(
 
 
 def _flip_transpose(xp, weight, g: ConvGeometry):
-    """(O, Cg, kh, kw) -> (C, Og, kh, kw): swap the channel roles within each group, flip the kernel."""
+    """(O, Cg, *kernel) -> (C, Og, *kernel): swap the channel roles within each group, flip the kernel."""
     og, cg = g.o // g.groups, g.c // g.groups
-    w = weight.reshape(g.groups, og, cg, g.kh, g.kw).transpose(0, 2, 1, 3, 4)  # -> (G, Cg, Og, kh, kw)
-    flipped = w[..., ::-1, ::-1].reshape(g.c, og, g.kh, g.kw)  # (G, Cg, Og, kh, kw) -> (C, Og, kh, kw)
+    spatial = range(3, 3 + g.dims)
+    w = weight.reshape(g.groups, og, cg, *g.kernel).transpose(0, 2, 1, *spatial)  # -> (G, Cg, Og, *kernel)
+    reverse = (Ellipsis, *[slice(None, None, -1)] * g.dims)
+    flipped = w[reverse].reshape(g.c, og, *g.kernel)  # (G, Cg, Og, *kernel), every axis flipped -> (C, Og, *kernel)
     # A contiguous copy: a view with negative strides would keep the GEMMs off BLAS (numpy's
     # matmul then falls back to its own loop, 3x slower for the depthwise shape).
     return xp.ascontiguousarray(flipped)
@@ -483,20 +583,19 @@ def _gemm_backward(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g: ConvGe
         _gemm_backward_folded(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g, chunks, bias)
         return
     acc = grad_x.dtype if grad_w is None else grad_w.dtype
-    oh, ow = g.out
-    og, k = g.o // g.groups, g.c // g.groups * g.kh * g.kw
+    og, k = g.o // g.groups, g.c // g.groups * g.taps
     if grad_x is not None:
-        w_t = weight.reshape(g.groups, og, k).transpose(0, 2, 1)  # (O, Cg, kh, kw) -> (G, Og, K) -> (G, K, Og)
+        w_t = weight.reshape(g.groups, og, k).transpose(0, 2, 1)  # (O, Cg, *kernel) -> (G, Og, K) -> (G, K, Og)
 
     def run(batch):
         b = batch.stop - batch.start
         go_chunk = grad_output[batch].astype(acc, copy=False)
-        go = go_chunk.reshape(b, g.groups, og, oh * ow)  # (B, O, oh, ow) -> (B, G, Og, P)
+        go = go_chunk.reshape(b, g.groups, og, g.pixels)  # (B, O, *out) -> (B, G, Og, P)
         if grad_x is not None:
             grad_cols = xp.matmul(
-                w_t, go, out=scratch(xp, "grad_cols", (b, g.groups, k, oh * ow), acc)
+                w_t, go, out=scratch(xp, "grad_cols", (b, g.groups, k, g.pixels), acc)
             )  # -> (B, G, K, P)
-            grad_cols = grad_cols.reshape(b, g.c, g.kh, g.kw, oh, ow)  # (B, G, K, P) -> (B, C, kh, kw, oh, ow)
+            grad_cols = grad_cols.reshape(b, g.c, *g.kernel, *g.out)  # (B, G, K, P) -> (B, C, *kernel, *out)
             grad_x[batch] = col2im(xp, grad_cols, g, out=scratch(xp, "grad_x_pad", (b, g.c, *g.padded), acc))
         if grad_w is None:
             return None
@@ -518,7 +617,7 @@ def _gemm_backward_folded(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g:
     the first chunk; the input gradient as one product ``wᵀ · go`` into the patch gradient
     (G, Cg·K, B·P), then col2im into ``grad_x`` with ``bias``.  Arguments as for :func:`_gemm_backward`."""
     acc = grad_w.dtype if grad_w is not None else weight.dtype
-    (oh, ow), k = g.out, g.kh * g.kw
+    p, k = g.pixels, g.taps
     og, cg = g.o // g.groups, g.c // g.groups
     if grad_x is not None:
         w_t = weight.reshape(g.groups, og, cg * k).transpose(
@@ -529,12 +628,10 @@ def _gemm_backward_folded(xp, grad_output, x, weight, grad_x, grad_w, grad_b, g:
 
     def run(batch):
         b = batch.stop - batch.start
-        go = channel_major(xp, grad_output[batch], acc).reshape(g.groups, og, b * oh * ow)  # (O, B·P) -> (G, Og, B·P)
+        go = channel_major(xp, grad_output[batch], acc).reshape(g.groups, og, b * p)  # (O, B·P) -> (G, Og, B·P)
         if grad_x is not None:
-            grad_cols = _grouped_product(xp, w_t, go, scratch(xp, "grad_cols", (g.groups, cg * k, b * oh * ow), acc))
-            folded_col2im(
-                xp, grad_cols.reshape(g.c * k, b * oh * ow), g, grad_x[batch], bias
-            )  # (G, Cg·K, B·P) -> (C·K, B·P)
+            grad_cols = _grouped_product(xp, w_t, go, scratch(xp, "grad_cols", (g.groups, cg * k, b * p), acc))
+            folded_col2im(xp, grad_cols.reshape(g.c * k, b * p), g, grad_x[batch], bias)  # (G, Cg·K, B·P) -> (C·K, B·P)
         if grad_w is None:
             return None
         cols = folded_patches(xp, x, batch, g, acc)  # (G, Cg·K, B·P)
@@ -559,3 +656,7 @@ def _product_nt(xp, a, b, out=None):
         return product_t.transpose(0, 2, 1)
     out[...] = product_t.transpose(0, 2, 1)
     return out
+
+
+# The convolutions and their gradients by the number of spatial axes (for the layers and the tools).
+CONVOLUTIONS = {1: (conv1d, conv1d_backward), 2: (conv2d, conv2d_backward), 3: (conv3d, conv3d_backward)}

@@ -19,16 +19,24 @@ workspace bound, threads, Winograd and device handling are conv2d's own.
 from __future__ import annotations
 
 from ._backend import device_scope
-from ._checks import as_bool, check_arrays, compute_dtype
+from ._checks import as_bool, check_arrays, check_rank, compute_dtype
 from ._chunking import workspace_limit
 from ._geometry import conv_transpose_geometry
 from ._parallel import blas_single_threaded
 from ._plan import conv_plan
-from ._types import Algorithm, Array, Gradients, IntPair
+from ._types import Algorithm, Array, Gradients, IntPair, IntTuple
 from .bias import add_bias, bias_grad
 from .conv import forward_pass, input_gradient, weight_gradient
 
-__all__ = ["conv_transpose2d", "conv_transpose2d_backward"]
+__all__ = [
+    "TRANSPOSED_CONVOLUTIONS",
+    "conv_transpose1d",
+    "conv_transpose1d_backward",
+    "conv_transpose2d",
+    "conv_transpose2d_backward",
+    "conv_transpose3d",
+    "conv_transpose3d_backward",
+]
 
 
 def conv_transpose2d(
@@ -83,7 +91,61 @@ def conv_transpose2d(
     >>> xpconv.conv_transpose2d(x, w, stride=2, padding=1).shape
     (1, 4, 6, 6)
     """
-    xp, dtype = check_arrays(("x", x, 4), ("weight", weight, 4), ("bias", bias, 1))
+    return _transposed(
+        "conv_transpose2d", x, weight, bias, stride, padding, output_padding, groups, dilation, workspace_bytes,
+        algorithm,
+    )  # fmt: skip
+
+
+def conv_transpose1d(
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
+    *,
+    stride: IntTuple = 1,
+    padding: IntTuple = 0,
+    output_padding: IntTuple = 0,
+    groups: int = 1,
+    dilation: IntTuple = 1,
+    workspace_bytes: int | None = None,
+    algorithm: Algorithm = "auto",
+) -> Array:
+    """Transposed 1-D convolution of an (N, C_in, L) batch, as ``torch.nn.functional.conv_transpose1d``:
+    :func:`conv_transpose2d` with one spatial axis; ``weight`` (C_in, C_out / groups, k)."""
+    return _transposed(
+        "conv_transpose1d", x, weight, bias, stride, padding, output_padding, groups, dilation, workspace_bytes,
+        algorithm,
+    )  # fmt: skip
+
+
+def conv_transpose3d(
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
+    *,
+    stride: IntTuple = 1,
+    padding: IntTuple = 0,
+    output_padding: IntTuple = 0,
+    groups: int = 1,
+    dilation: IntTuple = 1,
+    workspace_bytes: int | None = None,
+    algorithm: Algorithm = "auto",
+) -> Array:
+    """Transposed 3-D convolution of an (N, C_in, D, H, W) batch, as
+    ``torch.nn.functional.conv_transpose3d``: :func:`conv_transpose2d` with three spatial axes;
+    ``weight`` (C_in, C_out / groups, kd, kh, kw)."""
+    return _transposed(
+        "conv_transpose3d", x, weight, bias, stride, padding, output_padding, groups, dilation, workspace_bytes,
+        algorithm,
+    )  # fmt: skip
+
+
+def _transposed(
+    name, x, weight, bias, stride, padding, output_padding, groups, dilation, workspace_bytes, algorithm
+) -> Array:
+    """The transposed convolution of the public function ``name``."""
+    xp, dtype = check_arrays(("x", x, None), ("weight", weight, None), ("bias", bias, 1))
+    check_rank(name, x, weight, transposed=True)
     g, size = conv_transpose_geometry(
         x.shape,
         weight.shape,
@@ -97,11 +159,12 @@ def conv_transpose2d(
     limit = workspace_limit(workspace_bytes, x)
     plan = conv_plan(xp, g, algorithm, dtype)
     with device_scope(x), blas_single_threaded(xp):
-        if (g.h, g.w) == size:
+        if g.size == size:
             return input_gradient(xp, x, weight, g, limit, plan, bias).astype(dtype, copy=False)
-        y = input_gradient(xp, x, weight, g, limit, plan)  # (N, C_out, rows read, columns read)
-        full = xp.zeros((g.n, g.c, *size), dtype=y.dtype)  # rows and columns no window reads: zero, then the bias
-        full[:, :, : g.h, : g.w] = y
+        y = input_gradient(xp, x, weight, g, limit, plan)  # (N, C_out, *the pixels read)
+        full = xp.zeros((g.n, g.c, *size), dtype=y.dtype)  # pixels no window reads: zero, then the bias
+        read = (slice(None), slice(None), *(slice(0, u) for u in g.size))
+        full[read] = y
         if bias is not None:
             add_bias(xp, full, bias.astype(y.dtype, copy=False), 1, out=full)
         return full.astype(dtype, copy=False)
@@ -130,7 +193,63 @@ def conv_transpose2d_backward(
     forward of ``grad_output``, the weight gradient conv2d's weight gradient (the module's
     docstring); arguments as for :func:`conv_transpose2d`.
     """
-    xp, dtype = check_arrays(("grad_output", grad_output, 4), ("x", x, 4), ("weight", weight, 4))
+    return _transposed_backward(
+        "conv_transpose2d", grad_output, x, weight, stride, padding, output_padding, groups, dilation, with_bias,
+        with_input, workspace_bytes, algorithm,
+    )  # fmt: skip
+
+
+def conv_transpose1d_backward(
+    grad_output: Array,
+    x: Array,
+    weight: Array,
+    *,
+    stride: IntTuple = 1,
+    padding: IntTuple = 0,
+    output_padding: IntTuple = 0,
+    groups: int = 1,
+    dilation: IntTuple = 1,
+    with_bias: bool = True,
+    with_input: bool = True,
+    workspace_bytes: int | None = None,
+    algorithm: Algorithm = "auto",
+) -> Gradients:
+    """Gradients of :func:`conv_transpose1d`: as :func:`conv_transpose2d_backward`."""
+    return _transposed_backward(
+        "conv_transpose1d", grad_output, x, weight, stride, padding, output_padding, groups, dilation, with_bias,
+        with_input, workspace_bytes, algorithm,
+    )  # fmt: skip
+
+
+def conv_transpose3d_backward(
+    grad_output: Array,
+    x: Array,
+    weight: Array,
+    *,
+    stride: IntTuple = 1,
+    padding: IntTuple = 0,
+    output_padding: IntTuple = 0,
+    groups: int = 1,
+    dilation: IntTuple = 1,
+    with_bias: bool = True,
+    with_input: bool = True,
+    workspace_bytes: int | None = None,
+    algorithm: Algorithm = "auto",
+) -> Gradients:
+    """Gradients of :func:`conv_transpose3d`: as :func:`conv_transpose2d_backward`."""
+    return _transposed_backward(
+        "conv_transpose3d", grad_output, x, weight, stride, padding, output_padding, groups, dilation, with_bias,
+        with_input, workspace_bytes, algorithm,
+    )  # fmt: skip
+
+
+def _transposed_backward(
+    name, grad_output, x, weight, stride, padding, output_padding, groups, dilation, with_bias, with_input,
+    workspace_bytes, algorithm,
+) -> Gradients:  # fmt: skip
+    """The gradients of the public function ``name``'s transposed convolution."""
+    xp, dtype = check_arrays(("grad_output", grad_output, None), ("x", x, None), ("weight", weight, None))
+    check_rank(name, x, weight, transposed=True)
     g, size = conv_transpose_geometry(
         x.shape,
         weight.shape,
@@ -150,8 +269,17 @@ def conv_transpose2d_backward(
     plan = conv_plan(xp, g, algorithm, dtype)
     acc = compute_dtype(dtype)
     with device_scope(x), blas_single_threaded(xp):
-        read = grad_output[:, :, : g.h, : g.w]  # the rows and columns some window reads (usually all)
+        window = (slice(None), slice(None), *(slice(0, u) for u in g.size))
+        read = grad_output[window]  # the pixels some window reads (usually all)
         grad_x = forward_pass(xp, read, weight, None, g, limit, plan) if with_input else None
         grad_w, _ = weight_gradient(xp, x, read, g, limit, plan, with_bias=False)
         grad_b = bias_grad(grad_output, 1, acc) if with_bias else None
         return Gradients(*(None if a is None else a.astype(dtype, copy=False) for a in (grad_x, grad_w, grad_b)))
+
+
+# The transposed convolutions and their gradients by the number of spatial axes.
+TRANSPOSED_CONVOLUTIONS = {
+    1: (conv_transpose1d, conv_transpose1d_backward),
+    2: (conv_transpose2d, conv_transpose2d_backward),
+    3: (conv_transpose3d, conv_transpose3d_backward),
+}

@@ -1,22 +1,25 @@
-"""Max and average pooling of NCHW batches, forward and backward, as ``torch.nn.functional``.
+"""Max and average pooling of batches with 1 to 3 spatial axes, forward and backward, as
+``torch.nn.functional``'s ``max_pool1d/2d/3d``, ``avg_pool1d/2d/3d`` and ``max_unpool1d/2d/3d``.
 
 A pooling is a reduction over each window of the padded input.  Its windows are a convolution's
 patches with one channel per group (:func:`xpconv._geometry.pool_geometry`), so it runs on the
-same machinery.  Notation: input ``(N, C, H, W)``, output ``(N, C, oh, ow)`` with, per axis,
+same machinery.  Notation: input ``(N, C, *size)``, output ``(N, C, *out)`` with, per axis,
 
-    oh = (H + 2·padding - dilation·(kh - 1) - 1) / stride + 1
+    out = (size + 2·padding - dilation·(kernel - 1) - 1) / stride + 1
 
 rounded down, or up with ``ceil_mode``, where the last window must start inside the input or its
-left padding.
+left padding.  Each public function (``max_pool2d``, ...) checks its input's rank and calls the
+one implementation here, written once for every number of axes.
 
 One way per device, both checked against the oracle in the tests:
 
 * **NumPy, by offset**: the padded chunk (−∞ padding for max, zeros for average) as a
-  ``(B, C, kh, kw, oh, ow)`` :func:`windows` view, reduced by ``kh·kw`` elementwise updates of an
-  output-sized accumulator, each reading one offset's strided window; no patch matrix is copied.
-  Measured on 32×64×56×56, one thread: max 2×2 stride 2 in 8 ms, 3×3 stride 1 in 36–43 ms, against
-  136–143 ms and 57–71 ms for NumPy's one reduction over the view (its inner loop runs over the
-  tiny window axes).  The gradients go through col2im.
+  ``(B, C, *kernel, *out)`` :func:`windows` view, reduced by one elementwise update of an
+  output-sized accumulator per kernel offset, each reading one offset's strided window; no patch
+  matrix is copied.  Measured on 32×64×56×56, one thread: max 2×2 stride 2 in 8 ms, 3×3 stride 1
+  in 36–43 ms, against 136–143 ms and 57–71 ms for NumPy's one reduction over the view (its inner
+  loop runs over the tiny window axes).  The average's gradient goes through col2im, the max's
+  through one scatter of each window's gradient to its pick.
 * **CUDA, one kernel each way** (:mod:`xpconv._cuda.pool`): each output scans its window, each
   input pixel gathers the gradients of the windows that read it; the max pooling's forward can
   write where each maximum is, and its gradient then reads those indices rather than search again.
@@ -25,30 +28,48 @@ One way per device, both checked against the oracle in the tests:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import itertools
+import math
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 
 from ._backend import array_namespace, device_scope, is_array
-from ._checks import as_bool, as_pair, check_arrays, compute_dtype
+from ._checks import as_bool, as_tuple, check_arrays, check_rank, compute_dtype
 from ._chunking import batch_chunks, workspace_limit
 from ._cuda import pool as kernels
 from ._geometry import ConvGeometry, pool_geometry
 from ._parallel import map_chunks
 from ._patches import col2im, pad_input, windows
-from ._types import Array, IntPair
+from ._types import Array, IntPair, IntTuple
 from ._workspace import scratch
 
 __all__ = [
+    "POOLINGS",
+    "avg_pool1d",
+    "avg_pool1d_backward",
     "avg_pool2d",
     "avg_pool2d_backward",
+    "avg_pool3d",
+    "avg_pool3d_backward",
+    "max_pool1d",
+    "max_pool1d_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "max_pool3d",
+    "max_pool3d_backward",
+    "max_unpool1d",
+    "max_unpool1d_backward",
     "max_unpool2d",
     "max_unpool2d_backward",
+    "max_unpool3d",
+    "max_unpool3d_backward",
 ]
+
+
+# --- max pooling --------------------------------------------------------------------------------
 
 
 @overload
@@ -140,7 +161,126 @@ def max_pool2d(
     array([[ 5.,  7.],
            [13., 15.]], dtype=float32)
     """
-    xp, dtype = check_arrays(("x", x, 4))
+    return _max_pool(
+        "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, workspace_bytes
+    )
+
+
+@overload
+def max_pool1d(
+    x: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+    dilation: IntTuple = 1,
+    ceil_mode: bool = False,
+    return_indices: Literal[False] = False,
+    *,
+    workspace_bytes: int | None = None,
+) -> Array: ...
+@overload
+def max_pool1d(
+    x: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+    dilation: IntTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    return_indices: Literal[True],
+    workspace_bytes: int | None = None,
+) -> tuple[Array, Array]: ...
+@overload
+def max_pool1d(
+    x: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None,
+    padding: IntTuple,
+    dilation: IntTuple,
+    ceil_mode: bool,
+    return_indices: Literal[True],
+    *,
+    workspace_bytes: int | None = None,
+) -> tuple[Array, Array]: ...
+def max_pool1d(
+    x: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+    dilation: IntTuple = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+    *,
+    workspace_bytes: int | None = None,
+) -> Array | tuple[Array, Array]:
+    """The maximum of each window of an (N, C, L) batch, as ``torch.nn.functional.max_pool1d``:
+    :func:`max_pool2d` with one spatial axis (each hyperparameter an int or a 1-tuple; the
+    indices are places in the length-``L`` rows).  Returns (N, C, L_out)."""
+    return _max_pool(
+        "max_pool1d", x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, workspace_bytes
+    )
+
+
+@overload
+def max_pool3d(
+    x: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+    dilation: IntTuple = 1,
+    ceil_mode: bool = False,
+    return_indices: Literal[False] = False,
+    *,
+    workspace_bytes: int | None = None,
+) -> Array: ...
+@overload
+def max_pool3d(
+    x: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+    dilation: IntTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    return_indices: Literal[True],
+    workspace_bytes: int | None = None,
+) -> tuple[Array, Array]: ...
+@overload
+def max_pool3d(
+    x: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None,
+    padding: IntTuple,
+    dilation: IntTuple,
+    ceil_mode: bool,
+    return_indices: Literal[True],
+    *,
+    workspace_bytes: int | None = None,
+) -> tuple[Array, Array]: ...
+def max_pool3d(
+    x: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+    dilation: IntTuple = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+    *,
+    workspace_bytes: int | None = None,
+) -> Array | tuple[Array, Array]:
+    """The maximum of each window of an (N, C, D, H, W) batch, as ``torch.nn.functional.max_pool3d``:
+    :func:`max_pool2d` with three spatial axes (each hyperparameter an int or a 3-tuple; the
+    indices are flat places ``(depth·H + row)·W + column`` in the input volumes).  Returns
+    (N, C, D_out, H_out, W_out)."""
+    return _max_pool(
+        "max_pool3d", x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, workspace_bytes
+    )
+
+
+def _max_pool(name, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, workspace_bytes):
+    """The max pooling of the public function ``name``."""
+    xp, dtype = check_arrays(("x", x, None))
+    check_rank(name, x)
     g = pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     return_indices = as_bool(return_indices, "return_indices")
     limit = workspace_limit(workspace_bytes, x)
@@ -186,7 +326,55 @@ def max_pool2d_backward(
     ``ValueError``; on CUDA an index that is no pixel of its window routes nothing.  Arguments as
     for :func:`max_pool2d`; returns x's shape, dtype and device.
     """
-    xp, dtype = check_arrays(("grad_output", grad_output, 4), ("x", x, 4))
+    return _max_pool_backward(
+        "max_pool2d", grad_output, x, kernel_size, stride, padding, dilation, ceil_mode, indices, workspace_bytes
+    )
+
+
+def max_pool1d_backward(
+    grad_output: Array,
+    x: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+    dilation: IntTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    indices: Array | None = None,
+    workspace_bytes: int | None = None,
+) -> Array:
+    """The gradient of :func:`max_pool1d` with respect to ``x``, for ``grad_output`` (N, C, L_out):
+    as :func:`max_pool2d_backward`."""
+    return _max_pool_backward(
+        "max_pool1d", grad_output, x, kernel_size, stride, padding, dilation, ceil_mode, indices, workspace_bytes
+    )
+
+
+def max_pool3d_backward(
+    grad_output: Array,
+    x: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+    dilation: IntTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    indices: Array | None = None,
+    workspace_bytes: int | None = None,
+) -> Array:
+    """The gradient of :func:`max_pool3d` with respect to ``x``, for ``grad_output``
+    (N, C, D_out, H_out, W_out): as :func:`max_pool2d_backward`."""
+    return _max_pool_backward(
+        "max_pool3d", grad_output, x, kernel_size, stride, padding, dilation, ceil_mode, indices, workspace_bytes
+    )
+
+
+def _max_pool_backward(
+    name, grad_output, x, kernel_size, stride, padding, dilation, ceil_mode, indices, workspace_bytes
+):
+    """The gradient of the public function ``name``'s max pooling."""
+    xp, dtype = check_arrays(("grad_output", grad_output, None), ("x", x, None))
+    check_rank(name, x)
     g = pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     _check_grad_output(grad_output, g)
     if indices is not None:
@@ -198,12 +386,8 @@ def max_pool2d_backward(
             x, grad_output = xp.ascontiguousarray(x), xp.ascontiguousarray(grad_output)
             indices = kernels.max_indices(xp, x, g) if indices is None else xp.ascontiguousarray(indices)
             return kernels.max_pool_backward(xp, grad_output, indices, g)
-        if indices is not None and indices.size and not -1 <= int(indices.min()) <= int(indices.max()) < g.h * g.w:
-            raise ValueError(
-                f"indices must be places in the {g.h}x{g.w} input planes (0 to {g.h * g.w - 1}, or -1 for a window "
-                f"in the padding), as max_pool2d returns them; got values from {int(indices.min())} to "
-                f"{int(indices.max())}"
-            )
+        if indices is not None:
+            _check_places(indices, g.size, "input", -1)
         grad_x = xp.empty(x.shape, dtype=acc)
 
         def run(batch):
@@ -218,6 +402,9 @@ def max_pool2d_backward(
 
         map_chunks(xp, run, batch_chunks(g.n, _scratch_per_sample(g, acc, backward=False), limit, xp))
         return grad_x.astype(dtype, copy=False)
+
+
+# --- max unpooling ------------------------------------------------------------------------------
 
 
 def max_unpool2d(
@@ -252,16 +439,50 @@ def max_unpool2d(
         are not places their windows read are not checked (a host check would stop the GPU's
         queue) and write nothing.
     """
-    xp, dtype = check_arrays(("x", x, 4))
+    return _max_unpool("max_unpool2d", x, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool1d(
+    x: Array,
+    indices: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+    output_size: Sequence[int] | None = None,
+) -> Array:
+    """The partial inverse of :func:`max_pool1d`, as ``torch.nn.functional.max_unpool1d``: as
+    :func:`max_unpool2d` for (N, C, L) (``output_size``: ``(L_out,)`` or ``(N, C, L_out)``)."""
+    return _max_unpool("max_unpool1d", x, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool3d(
+    x: Array,
+    indices: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+    output_size: Sequence[int] | None = None,
+) -> Array:
+    """The partial inverse of :func:`max_pool3d`, as ``torch.nn.functional.max_unpool3d``: as
+    :func:`max_unpool2d` for (N, C, D, H, W) (``output_size``: ``(D_out, H_out, W_out)`` or the
+    whole shape)."""
+    return _max_unpool("max_unpool3d", x, indices, kernel_size, stride, padding, output_size)
+
+
+def _max_unpool(name, x, indices, kernel_size, stride, padding, output_size) -> Array:
+    """The max unpooling of the public function ``name``."""
+    xp, dtype = check_arrays(("x", x, None))
+    check_rank(name, x)
     g = _unpool_geometry(x.shape, kernel_size, stride, padding, output_size)
     _check_indices(indices, x, tuple(x.shape), "x's shape")
     with device_scope(x):
         if xp is not np:
             return kernels.max_unpool(xp, xp.ascontiguousarray(x), xp.ascontiguousarray(indices), g)
-        _check_places(indices, g)
-        y = np.zeros((g.n * g.c, g.h * g.w), dtype=dtype)
-        np.put_along_axis(y, indices.reshape(g.n * g.c, -1), x.reshape(g.n * g.c, -1), axis=1)
-        return y.reshape(g.n, g.c, g.h, g.w)  # (N·C, H·W) -> (N, C, H, W)
+        _check_places(indices, g.size, "output", 0)
+        rows = g.n * g.c
+        y = np.zeros((rows, math.prod(g.size)), dtype=dtype)
+        np.put_along_axis(y, indices.reshape(rows, -1), x.reshape(rows, -1), axis=1)  # (N, C, *out) -> (N·C, P)
+        return y.reshape(g.input_shape)  # (N·C, prod(size)) -> (N, C, *size)
 
 
 def max_unpool2d_backward(
@@ -273,55 +494,94 @@ def max_unpool2d_backward(
 ) -> Array:
     """The gradient of :func:`max_unpool2d` with respect to ``x``: each window's place of
     ``grad_output`` (N, C, H_out, W_out), read through ``indices``: -> indices' shape."""
-    xp, dtype = check_arrays(("grad_output", grad_output, 4))
-    if not is_array(indices) or indices.ndim != 4:
-        raise TypeError(f"indices must be a 4-D array (N, C, H, W) as max_pool2d returns them, got {indices!r:.80}")
-    n, c, h, w = indices.shape
-    g = _unpool_geometry((n, c, h, w), kernel_size, stride, padding, tuple(grad_output.shape))
-    _check_indices(indices, grad_output, (n, c, h, w), "the pooled shape")
+    return _max_unpool_backward("max_unpool2d", grad_output, indices, kernel_size, stride, padding)
+
+
+def max_unpool1d_backward(
+    grad_output: Array,
+    indices: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+) -> Array:
+    """The gradient of :func:`max_unpool1d` with respect to ``x``: as :func:`max_unpool2d_backward`."""
+    return _max_unpool_backward("max_unpool1d", grad_output, indices, kernel_size, stride, padding)
+
+
+def max_unpool3d_backward(
+    grad_output: Array,
+    indices: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+) -> Array:
+    """The gradient of :func:`max_unpool3d` with respect to ``x``: as :func:`max_unpool2d_backward`."""
+    return _max_unpool_backward("max_unpool3d", grad_output, indices, kernel_size, stride, padding)
+
+
+def _max_unpool_backward(name, grad_output, indices, kernel_size, stride, padding) -> Array:
+    """The gradient of the public function ``name``'s max unpooling."""
+    xp, dtype = check_arrays(("grad_output", grad_output, None))
+    check_rank(name, grad_output)
+    if not is_array(indices) or indices.ndim != grad_output.ndim:
+        raise TypeError(
+            f"indices must be a {grad_output.ndim}-D array as {name.replace('unpool', 'pool')} returns them, "
+            f"got {indices!r:.80}"
+        )
+    g = _unpool_geometry(indices.shape, kernel_size, stride, padding, tuple(grad_output.shape))
+    _check_indices(indices, grad_output, tuple(indices.shape), "the pooled shape")
     with device_scope(grad_output):
         if xp is np:
-            _check_places(indices, g)
-        rows = grad_output.reshape(n * c, g.h * g.w)  # (N, C, H_out, W_out) -> (N·C, H_out·W_out)
-        picks = indices.reshape(n * c, h * w)  # (N, C, H, W) -> (N·C, H·W)
-        return xp.take_along_axis(rows, picks, axis=1).reshape(n, c, h, w).astype(dtype, copy=False)
+            _check_places(indices, g.size, "output", 0)
+        rows = g.n * g.c
+        planes = grad_output.reshape(rows, math.prod(g.size))  # (N, C, *size) -> (N·C, prod(size))
+        picks = indices.reshape(rows, g.pixels)  # (N, C, *out) -> (N·C, P)
+        return xp.take_along_axis(planes, picks, axis=1).reshape(indices.shape).astype(dtype, copy=False)
 
 
 def _unpool_geometry(x_shape, kernel_size, stride, padding, output_size) -> ConvGeometry:
-    """The geometry of the max pooling that :func:`max_unpool2d` inverts: over the output planes,
+    """The geometry of the max pooling that a max unpooling inverts: over the output planes,
     one window for each pixel of ``x``."""
-    kh, kw = as_pair(kernel_size, "kernel_size", minimum=1)
-    stride = (kh, kw) if stride is None else as_pair(stride, "stride", minimum=1)
-    ph, pw = as_pair(padding, "padding", minimum=0)
-    n, c, h, w = x_shape
-    default = ((h - 1) * stride[0] - 2 * ph + kh, (w - 1) * stride[1] - 2 * pw + kw)
+    n, c, *pooled = x_shape
+    dims = len(pooled)
+    kernel = as_tuple(kernel_size, "kernel_size", dims, minimum=1)
+    stride = kernel if stride is None else as_tuple(stride, "stride", dims, minimum=1)
+    pads = as_tuple(padding, "padding", dims, minimum=0)
+    default = tuple((p - 1) * s - 2 * q + k for p, s, q, k in zip(pooled, stride, pads, kernel, strict=True))
     if output_size is None:
         size = default
     else:
         given = tuple(output_size)
-        if len(given) not in (2, 4) or not all(isinstance(v, int | np.integer) for v in given):
-            raise TypeError(f"output_size must be (H_out, W_out) or (N, C, H_out, W_out), got {output_size!r}")
-        size = (int(given[-2]), int(given[-1]))
-        for axis in (0, 1):
-            if not default[axis] - stride[axis] < size[axis] < default[axis] + stride[axis]:
-                raise ValueError(
-                    f"output_size {size} must lie within a stride of the default {default} (stride {stride}), "
-                    "as in PyTorch"
-                )
+        if len(given) not in (dims, dims + 2) or not all(isinstance(v, int | np.integer) for v in given):
+            raise TypeError(
+                f"output_size must be the output's {dims} spatial sizes or its whole shape ({dims + 2} ints), "
+                f"got {output_size!r}"
+            )
+        size = tuple(int(v) for v in given[-dims:])
+        if not all(d - s < v < d + s for v, d, s in zip(size, default, stride, strict=True)):
+            raise ValueError(
+                f"output_size {size} must lie within a stride of the default {default} (stride {stride}), as in PyTorch"
+            )
     if min(size) < 1:
-        raise ValueError(f"the output would be {size[0]}x{size[1]} for x of shape {tuple(x_shape)}")
+        raise ValueError(f"the output would be {'x'.join(map(str, size))} for x of shape {tuple(x_shape)}")
     # the far padding that gives exactly one window per pixel of x (negative: pixels no window reads)
-    pad = (ph, (h - 1) * stride[0] + kh - size[0] - ph, pw, (w - 1) * stride[1] + kw - size[1] - pw)
-    return ConvGeometry(n, c, size[0], size[1], c, kh, kw, c, stride, (1, 1), pad)
+    pad = tuple((q, (p - 1) * s + k - v - q) for p, s, k, v, q in zip(pooled, stride, kernel, size, pads, strict=True))
+    return ConvGeometry(n, c, size, c, kernel, c, stride, (1,) * dims, pad)
 
 
-def _check_places(indices: Array, g: ConvGeometry) -> None:
-    """On the CPU (free there): every index a place of the ``g.h × g.w`` planes."""
-    if indices.size and not 0 <= int(indices.min()) <= int(indices.max()) < g.h * g.w:
+def _check_places(indices: Array, size: tuple[int, ...], which: str, lowest: int) -> None:
+    """On the CPU (free there): every index a place of the ``size`` planes (or ``lowest``, -1
+    for a window wholly in the padding)."""
+    plane = math.prod(size)
+    if indices.size and not lowest <= int(indices.min()) <= int(indices.max()) < plane:
+        nowhere = ", or -1 for a window in the padding" if lowest < 0 else ""
         raise ValueError(
-            f"indices must be places in the {g.h}x{g.w} output planes (0 to {g.h * g.w - 1}), got values from "
-            f"{int(indices.min())} to {int(indices.max())}"
+            f"indices must be places in the {'x'.join(map(str, size))} {which} planes (0 to {plane - 1}{nowhere}), "
+            f"got values from {int(indices.min())} to {int(indices.max())}"
         )
+
+
+# --- average pooling ----------------------------------------------------------------------------
 
 
 def avg_pool2d(
@@ -365,7 +625,49 @@ def avg_pool2d(
     array([[ 2.5,  4.5],
            [10.5, 12.5]], dtype=float32)
     """
-    xp, dtype = check_arrays(("x", x, 4))
+    return _avg_pool(
+        "avg_pool2d", x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, workspace_bytes
+    )
+
+
+def avg_pool1d(
+    x: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    *,
+    workspace_bytes: int | None = None,
+) -> Array:
+    """The mean of each window of an (N, C, L) batch, as ``torch.nn.functional.avg_pool1d``:
+    :func:`avg_pool2d` with one spatial axis (and, as in PyTorch, no ``divisor_override``).
+    Returns (N, C, L_out)."""
+    return _avg_pool("avg_pool1d", x, kernel_size, stride, padding, ceil_mode, count_include_pad, None, workspace_bytes)
+
+
+def avg_pool3d(
+    x: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    workspace_bytes: int | None = None,
+) -> Array:
+    """The mean of each window of an (N, C, D, H, W) batch, as ``torch.nn.functional.avg_pool3d``:
+    :func:`avg_pool2d` with three spatial axes.  Returns (N, C, D_out, H_out, W_out)."""
+    return _avg_pool(
+        "avg_pool3d", x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, workspace_bytes
+    )
+
+
+def _avg_pool(name, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, workspace_bytes):
+    """The average pooling of the public function ``name``."""
+    xp, dtype = check_arrays(("x", x, None))
+    check_rank(name, x)
     g, divisor_args = _avg_geometry(
         x.shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
     )
@@ -375,7 +677,7 @@ def avg_pool2d(
         if xp is not np:
             return kernels.avg_pool(xp, xp.ascontiguousarray(x), g, *divisor_args[-2:])
         y = xp.empty(g.output_shape, dtype=acc)
-        divisor = _divisors(*divisor_args, acc.name)  # (oh, ow)
+        divisor = _divisors(*divisor_args, acc.name)  # (*out)
 
         def run(batch):
             win = _padded_windows(xp, x, batch, g, 0.0, acc)
@@ -401,24 +703,71 @@ def avg_pool2d_backward(
     """The gradient of :func:`avg_pool2d` with respect to ``x`` (whose values are not read, only its
     shape, dtype and device): each output's gradient divided by its divisor, spread over its window.
     Arguments as for :func:`avg_pool2d`."""
-    xp, dtype = check_arrays(("grad_output", grad_output, 4), ("x", x, 4))
+    return _avg_pool_backward(
+        "avg_pool2d", grad_output, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+        workspace_bytes,
+    )  # fmt: skip
+
+
+def avg_pool1d_backward(
+    grad_output: Array,
+    x: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    *,
+    workspace_bytes: int | None = None,
+) -> Array:
+    """The gradient of :func:`avg_pool1d` with respect to ``x``: as :func:`avg_pool2d_backward`."""
+    return _avg_pool_backward(
+        "avg_pool1d", grad_output, x, kernel_size, stride, padding, ceil_mode, count_include_pad, None, workspace_bytes
+    )
+
+
+def avg_pool3d_backward(
+    grad_output: Array,
+    x: Array,
+    kernel_size: IntTuple,
+    stride: IntTuple | None = None,
+    padding: IntTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    workspace_bytes: int | None = None,
+) -> Array:
+    """The gradient of :func:`avg_pool3d` with respect to ``x``: as :func:`avg_pool2d_backward`."""
+    return _avg_pool_backward(
+        "avg_pool3d", grad_output, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+        workspace_bytes,
+    )  # fmt: skip
+
+
+def _avg_pool_backward(
+    name, grad_output, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, workspace_bytes
+):
+    """The gradient of the public function ``name``'s average pooling."""
+    xp, dtype = check_arrays(("grad_output", grad_output, None), ("x", x, None))
+    check_rank(name, x)
     g, divisor_args = _avg_geometry(
         x.shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
     )
     _check_grad_output(grad_output, g)
     limit = workspace_limit(workspace_bytes, x)
     acc = compute_dtype(dtype)
-    oh, ow = g.out
     with device_scope(x):
         if xp is not np:
             return kernels.avg_pool_backward(xp, xp.ascontiguousarray(grad_output), g, *divisor_args[-2:])
         grad_x = xp.empty(x.shape, dtype=acc)
         divisor = _divisors(*divisor_args, acc.name)
+        every_tap = (slice(None), slice(None), *[None] * g.dims)
 
         def run(batch):
             b = batch.stop - batch.start
-            share = xp.divide(grad_output[batch].astype(acc, copy=False), divisor)  # (B, C, oh, ow)
-            spread = np.broadcast_to(share[:, :, None, None], (b, g.c, g.kh, g.kw, oh, ow))  # every offset its share
+            share = xp.divide(grad_output[batch].astype(acc, copy=False), divisor)  # (B, C, *out)
+            spread = np.broadcast_to(share[every_tap], (b, g.c, *g.kernel, *g.out))  # every offset its share
             padded = scratch(xp, "grad_x_pad", (b, g.c, *g.padded), acc)
             grad_x[batch] = col2im(xp, spread, g, out=padded)
 
@@ -439,7 +788,7 @@ def _avg_geometry(x_shape, kernel_size, stride, padding, ceil_mode, count_includ
         if divisor_override == 0:
             raise ValueError("divisor_override must not be zero")
         divisor_override = int(divisor_override)
-    args = (g.h, g.w, g.kh, g.kw, g.stride, g.pad[::2], g.out, count_include_pad, divisor_override)  # pad: (top, left)
+    args = (g.size, g.kernel, g.stride, g.pad_before, g.out, count_include_pad, divisor_override)
     return g, args
 
 
@@ -451,13 +800,13 @@ def _check_grad_output(grad_output: Array, g: ConvGeometry) -> None:
 
 
 def _check_indices(indices: Array, x: Array, shape: tuple[int, ...], name: str = "the forward output's shape") -> None:
-    """``indices`` as :func:`max_pool2d` returns them: an int64 array of the pooled ``shape``, on x's device."""
+    """``indices`` as a max pooling returns them: an int64 array of the pooled ``shape``, on x's device."""
     if not is_array(indices):
         raise TypeError(f"indices must be a NumPy or CuPy array, got {type(indices).__name__}")
     array_namespace(indices, x)  # one device
     if indices.dtype != np.int64:
         raise TypeError(
-            f"indices must be int64, as max_pool2d(..., return_indices=True) returns them, got {indices.dtype}"
+            f"indices must be int64, as a max pooling with return_indices=True returns them, got {indices.dtype}"
         )
     if tuple(indices.shape) != shape:
         raise ValueError(f"indices must have {name} {shape}, got {tuple(indices.shape)}")
@@ -467,47 +816,51 @@ def _scratch_per_sample(g: ConvGeometry, dtype, backward: bool) -> int:
     """Bytes of scratch a sample needs (NumPy): its padded copy; in the backward also its padded
     gradient (an average pooling's) or its maxima and their places (a max pooling's)."""
     itemsize = np.dtype(dtype).itemsize
-    padded = g.c * g.padded[0] * g.padded[1]
+    padded = g.c * math.prod(g.padded)
     if not backward:
-        return padded * itemsize + g.c * g.out[0] * g.out[1] * (itemsize + 8)
+        return padded * itemsize + g.c * g.pixels * (itemsize + 8)
     return 2 * padded * itemsize
 
 
 def _padded_windows(xp: ModuleType, x: Array, batch: slice, g: ConvGeometry, value: float, dtype) -> Array:
-    """The chunk padded with ``value`` (in this thread's scratch), as windows (B, C, kh, kw, oh, ow)."""
+    """The chunk padded with ``value`` (in this thread's scratch), as windows (B, C, *kernel, *out)."""
     b = batch.stop - batch.start
     chunk = x[batch].astype(dtype, copy=False)
-    if any(g.pad):
+    if any(map(any, g.pad)):
         chunk = pad_input(xp, chunk, g, out=scratch(xp, "x_pad", (b, g.c, *g.padded), dtype), value=value)
     return windows(xp, chunk, g)
 
 
+def _offsets(kernel: tuple[int, ...]) -> list[tuple[slice | int, ...]]:
+    """The index of each kernel offset's window in a (B, C, *kernel, *out) view, in row-major order."""
+    return [(slice(None), slice(None), *offset) for offset in itertools.product(*map(range, kernel))]
+
+
 def _reduce(win: Array, op: str, out: Array) -> None:
-    """``out[...] = win.max(axis=(2, 3))`` or ``win.sum(axis=(2, 3))``, offset by offset (NaNs
-    propagate in both; the module docstring says why not in one reduction)."""
+    """``out[...]`` = the maximum or the sum of ``win`` (B, C, *kernel, *out) over the kernel's
+    axes, offset by offset (NaNs propagate in both; the module docstring says why not in one
+    reduction)."""
     update = np.maximum if op == "max" else np.add
-    kh, kw = win.shape[2:4]
-    out[...] = win[:, :, 0, 0]
-    for i in range(kh):
-        for j in range(kw):
-            if i or j:
-                update(out, win[:, :, i, j], out=out)  # (B, C, oh, ow) window of offset (i, j)
+    first, *rest = _offsets(win.shape[2 : 2 + (win.ndim - 2) // 2])
+    out[...] = win[first]
+    for offset in rest:
+        update(out, win[offset], out=out)  # (B, C, *out): the window of one offset
 
 
 def _picks(win: Array, best: Array, g: ConvGeometry, out: Array) -> Array:
-    """Per window, the place in its input plane (``row·W + column``, int64) of the tap that
+    """Per window, the place in its input plane (row-major flat index, int64) of the tap that
     receives the gradient, by PyTorch's rule: scanning the input values in row-major order from
     the first one inside the input, move on to a value that is greater, or NaN.  That is: the last
     NaN if there is one, else the first maximum (``best``, the windows' maxima), and the first tap
     inside the input where every input value is −∞ (the padding is −∞ too, and must not be
-    picked).  Written into ``out`` (B, C, oh, ow)."""
-    kh, kw = win.shape[2:4]
-    places, first = _tap_places(g.h, g.w, g.kh, g.kw, g.stride, g.dilation, g.pad[::2], g.out)  # (K, oh, ow), (oh, ow)
-    for offset in reversed(range(kh * kw)):  # the first maximum is written last
-        np.copyto(out, places[offset], where=win[:, :, offset // kw, offset % kw] == best)
+    picked).  Written into ``out`` (B, C, *out)."""
+    offsets = _offsets(g.kernel)
+    places, first = _tap_places(g.size, g.kernel, g.stride, g.dilation, g.pad_before, g.out)  # (K, *out), (*out)
+    for k in reversed(range(len(offsets))):  # the first maximum is written last
+        np.copyto(out, places[k], where=win[offsets[k]] == best)
     if np.isnan(best).any():
-        for offset in range(kh * kw):  # the last NaN is written last
-            np.copyto(out, places[offset], where=np.isnan(win[:, :, offset // kw, offset % kw]))
+        for k, offset in enumerate(offsets):  # the last NaN is written last
+            np.copyto(out, places[k], where=np.isnan(win[offset]))
     unfound = best == -np.inf
     if unfound.any():
         np.copyto(out, first, where=unfound)
@@ -515,16 +868,16 @@ def _picks(win: Array, best: Array, g: ConvGeometry, out: Array) -> Array:
 
 
 def _route(grad_output: Array, places: Array, g: ConvGeometry, out: Array) -> Array:
-    """Each output's gradient to the input place ``places`` names (nowhere for −1): (B, C, oh, ow)
-    -> ``out`` (B, C, H, W).  Where no input pixel is read by two windows, the places are
+    """Each output's gradient to the input place ``places`` names (nowhere for −1): (B, C, *out)
+    -> ``out`` (B, C, *size).  Where no input pixel is read by two windows, the places are
     distinct: one assignment.  Else one ``bincount``, which adds the gradients of a place in
     window order (deterministic, in float64)."""
     b = grad_output.shape[0]
-    plane = g.h * g.w
-    rows = out.reshape(b * g.c, plane)  # (B, C, H, W) -> (B·C, H·W), a view
-    picks = places.reshape(b * g.c, -1)  # (B, C, oh, ow) -> (B·C, P)
+    plane = math.prod(g.size)
+    rows = out.reshape(b * g.c, plane)  # (B, C, *size) -> (B·C, prod(size)), a view
+    picks = places.reshape(b * g.c, -1)  # (B, C, *out) -> (B·C, P)
     values = grad_output.reshape(b * g.c, -1)
-    overlapping = any(s < d * (k - 1) + 1 for s, d, k in zip(g.stride, g.dilation, (g.kh, g.kw), strict=True))
+    overlapping = any(s < d * (k - 1) + 1 for s, d, k in zip(g.stride, g.dilation, g.kernel, strict=True))
     nowhere = picks < 0
     if not overlapping and not nowhere.any():
         rows[...] = 0
@@ -536,47 +889,71 @@ def _route(grad_output: Array, places: Array, g: ConvGeometry, out: Array) -> Ar
     return out
 
 
+def _axis_reads(size, kernel, stride, dilation, before, out) -> np.ndarray:
+    """Along one axis, the input coordinate tap ``k`` of window ``p`` reads: (kernel, out), negative
+    or past ``size`` in the padding."""
+    return np.arange(out)[None, :] * stride - before + np.arange(kernel)[:, None] * dilation
+
+
 @functools.lru_cache(maxsize=64)
-def _tap_places(h, w, kh, kw, stride, dilation, pads, out) -> tuple[np.ndarray, np.ndarray]:
-    """For each window offset ``i·kw + j`` and output pixel, the place ``row·W + column`` in the
-    input plane it reads, −1 in the padding: (K, oh, ow); and per output pixel the place of its
+def _tap_places(size, kernel, stride, dilation, before, out) -> tuple[np.ndarray, np.ndarray]:
+    """For each kernel offset (row-major) and output pixel, the place (row-major flat index) in
+    the input plane it reads, −1 in the padding: (K, *out); and per output pixel the place of its
     first tap inside the input, −1 for a window that reads none (it lies in the padding, which a
-    dilation can make happen): (oh, ow).  Read-only (shared by the threads)."""
-    (oh, ow), (sh, sw), (dh, dw), (top, left) = out, stride, dilation, pads
-    rows = np.arange(oh)[:, None] * sh - top + np.arange(kh)[:, None, None] * dh  # (kh, oh, 1)
-    columns = np.arange(ow)[None, :] * sw - left + np.arange(kw)[:, None, None] * dw  # (kw, 1, ow)
-    inside = ((rows >= 0) & (rows < h))[:, None] & ((columns >= 0) & (columns < w))[None]  # (kh, kw, oh, ow)
-    places = np.where(inside, rows[:, None] * w + columns[None], -1).reshape(kh * kw, oh, ow)  # -> (K, oh, ow)
-    first = _first_inside(kh, kw, stride, dilation, pads, out)  # (oh, ow) offsets
+    dilation can make happen): (*out).  Read-only (shared by the threads)."""
+    dims = len(size)
+    places = np.zeros((*kernel, *out), dtype=np.int64)
+    inside = np.ones((*kernel, *out), dtype=bool)
+    for axis, args in enumerate(zip(size, kernel, stride, dilation, before, out, strict=True)):
+        shape = [1] * (2 * dims)
+        shape[axis], shape[dims + axis] = args[1], args[5]
+        reads = _axis_reads(*args).reshape(shape)  # (kernel, out) placed on this axis's two dimensions
+        places = places * args[0] + reads
+        inside &= (reads >= 0) & (reads < args[0])
+    places = np.where(inside, places, -1).reshape(math.prod(kernel), *out)  # (*kernel, *out) -> (K, *out)
+    first = _first_inside(kernel, stride, dilation, before, out)  # (*out) offsets
     first_places = np.take_along_axis(places, first[None], axis=0)[0]
-    return _read_only(places.astype(np.int64)), _read_only(first_places.astype(np.int64))
+    return _read_only(places), _read_only(first_places)
 
 
 @functools.lru_cache(maxsize=64)
-def _first_inside(kh, kw, stride, dilation, pads, out) -> np.ndarray:
-    """Per output pixel, the window offset ``i·kw + j`` of its first tap inside the input: (oh, ow)."""
-    firsts = []
-    for k, s, d, p, n in zip((kh, kw), stride, dilation, pads, out, strict=True):
+def _first_inside(kernel, stride, dilation, before, out) -> np.ndarray:
+    """Per output pixel, the kernel offset (row-major flat index) of its first tap inside the input: (*out)."""
+    offset = np.zeros((), dtype=np.intp)
+    for k, s, d, p, n in zip(kernel, stride, dilation, before, out, strict=True):
         start = np.arange(n) * s - p  # first tap of each window, in input coordinates
-        firsts.append(np.minimum(-(-np.maximum(0, -start) // d), k - 1))  # ceil(max(0, -start) / d)
-    return _read_only((firsts[0][:, None] * kw + firsts[1][None, :]).astype(np.intp))
+        first = np.minimum(-(-np.maximum(0, -start) // d), k - 1)  # ceil(max(0, -start) / d)
+        offset = np.add.outer(offset * k, first)
+    return _read_only(offset.astype(np.intp))
 
 
 @functools.lru_cache(maxsize=64)
-def _divisors(h, w, kh, kw, stride, pads, out, count_include_pad, divisor_override, dtype) -> np.ndarray:
+def _divisors(size, kernel, stride, before, out, count_include_pad, divisor_override, dtype) -> np.ndarray:
     """Each window's divisor, PyTorch's: its size within the padded input (``count_include_pad``) or
-    within the input, or ``divisor_override``: (oh, ow)."""
+    within the input, or ``divisor_override``: (*out)."""
     if divisor_override is not None:
         return _read_only(np.full(out, divisor_override, dtype=dtype))
-    counts = []
-    for size, k, s, p, n in zip((h, w), (kh, kw), stride, pads, out, strict=True):
-        start = np.arange(n) * s - p
-        end = np.minimum(start + k, size + p)  # a ceil_mode window's part beyond the padding never counts
-        counts.append(end - start if count_include_pad else np.minimum(end, size) - np.maximum(start, 0))
-    return _read_only(np.outer(counts[0], counts[1]).astype(dtype))
+    counts = np.ones((), dtype=np.int64)
+    for s, k, st, p, n in zip(size, kernel, stride, before, out, strict=True):
+        start = np.arange(n) * st - p
+        end = np.minimum(start + k, s + p)  # a ceil_mode window's part beyond the padding never counts
+        count = end - start if count_include_pad else np.minimum(end, s) - np.maximum(start, 0)
+        counts = np.multiply.outer(counts, count)
+    return _read_only(counts.astype(dtype))
 
 
 def _read_only(table: np.ndarray) -> np.ndarray:
     """A cached table, shared by the worker threads: never written."""
     table.setflags(write=False)
     return table
+
+
+# The poolings and their gradients by kind and number of spatial axes (for the layers and the tools).
+POOLINGS: dict[tuple[str, int], tuple[Callable[..., Any], Callable[..., Any]]] = {
+    ("max", 1): (max_pool1d, max_pool1d_backward),
+    ("max", 2): (max_pool2d, max_pool2d_backward),
+    ("max", 3): (max_pool3d, max_pool3d_backward),
+    ("avg", 1): (avg_pool1d, avg_pool1d_backward),
+    ("avg", 2): (avg_pool2d, avg_pool2d_backward),
+    ("avg", 3): (avg_pool3d, avg_pool3d_backward),
+}

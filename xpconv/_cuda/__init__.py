@@ -85,19 +85,21 @@ def source(module: str, dtype: DTypeLike) -> str:
 
 def geometry(g: ConvGeometry, n: int | None = None) -> np.void:
     """``g`` as the kernels' ``Geometry`` struct, for a chunk of ``n`` images (default: all)."""
+    if g.dims > MAX_DIMS:
+        raise ValueError(f"the CUDA kernels handle 1 to {MAX_DIMS} spatial axes, got {g.dims}")
     struct = np.zeros((), GEOMETRY)
     struct["n"], struct["c"], struct["o"], struct["groups"] = g.n if n is None else n, g.c, g.o, g.groups
-    struct["dims"] = 2
-    (top, _, left, _), (oh, ow) = g.pad, g.out
-    for field, pair in [
-        ("size", (g.h, g.w)),
-        ("kernel", (g.kh, g.kw)),
-        ("out", (oh, ow)),
+    struct["dims"] = g.dims
+    unused = MAX_DIMS - g.dims  # axes beyond dims: size, kernel, output, stride and dilation 1, no padding
+    for field, values in [
+        ("size", g.size),
+        ("kernel", g.kernel),
+        ("out", g.out),
         ("stride", g.stride),
         ("dilation", g.dilation),
-        ("pad", (top, left)),
+        ("pad", g.pad_before),
     ]:
-        struct[field] = (*pair, 1)
+        struct[field] = (*values, *([0 if field == "pad" else 1] * unused))
     return cast(np.void, struct[()])
 
 

@@ -9,7 +9,6 @@ every output is written whole.
 
 from __future__ import annotations
 
-import math
 from types import ModuleType
 
 import numpy as np
@@ -27,8 +26,8 @@ PARTIAL_SUMS = 2**16
 
 def segments(g: ConvGeometry) -> int:
     """How many parts the weight gradient's sum over (image, output pixel) is cut into."""
-    slots = g.o * (g.c // g.groups * g.kh * g.kw + 1)
-    return max(1, min(g.n * math.prod(g.out), -(-PARTIAL_SUMS // slots)))
+    slots = g.o * (g.c // g.groups * g.taps + 1)
+    return max(1, min(g.n * g.pixels, -(-PARTIAL_SUMS // slots)))
 
 
 def forward(xp: ModuleType, x: Array, weight: Array, bias: Array | None, g: ConvGeometry) -> Array:
@@ -41,7 +40,7 @@ def forward(xp: ModuleType, x: Array, weight: Array, bias: Array | None, g: Conv
 def input_gradient(xp: ModuleType, grad_y: Array, weight: Array, g: ConvGeometry, bias: Array | None = None) -> Array:
     """The gradient with respect to the input, (N, O, oh, ow) -> (N, C, H, W), plus ``bias`` (C,)
     when given (a transposed convolution's)."""
-    grad_x = xp.empty((g.n, g.c, g.h, g.w), dtype=grad_y.dtype)
+    grad_x = xp.empty(g.input_shape, dtype=grad_y.dtype)
     launch(xp, "direct", "direct_input_gradient", grad_y.dtype, grad_x.size, grad_y, weight, bias, grad_x, geometry(g))
     return grad_x
 
@@ -51,7 +50,7 @@ def weight_gradient(
 ) -> tuple[Array, Array | None]:
     """The gradients with respect to the weight and (when ``with_bias``) the bias."""
     parts = segments(g)
-    slots = g.c // g.groups * g.kh * g.kw + 1
+    slots = g.c // g.groups * g.taps + 1
     partials = xp.empty((g.o, slots, parts), dtype=compute_dtype(x.dtype))
     args = (geometry(g), np.int64(parts))
     launch(xp, "direct", "direct_weight_partials", x.dtype, partials.size, grad_y, x, partials, *args)

@@ -33,7 +33,7 @@ def max_indices(xp: ModuleType, x: Array, g: ConvGeometry) -> Array:
 
 def max_pool_backward(xp: ModuleType, grad_y: Array, indices: Array, g: ConvGeometry) -> Array:
     """The gradient of :func:`max_pool` through its ``indices``: (N, C, oh, ow) -> (N, C, H, W)."""
-    grad_x = xp.empty((g.n, g.c, g.h, g.w), dtype=grad_y.dtype)
+    grad_x = xp.empty(g.input_shape, dtype=grad_y.dtype)
     launch(xp, "pool", "max_pool_backward", grad_y.dtype, grad_x.size, grad_y, indices, grad_x, geometry(g))
     return grad_x
 
@@ -50,7 +50,7 @@ def avg_pool_backward(
     xp: ModuleType, grad_y: Array, g: ConvGeometry, count_include_pad: bool, divisor: int | None
 ) -> Array:
     """The gradient of :func:`avg_pool`: (N, C, oh, ow) -> (N, C, H, W)."""
-    grad_x = xp.empty((g.n, g.c, g.h, g.w), dtype=grad_y.dtype)
+    grad_x = xp.empty(g.input_shape, dtype=grad_y.dtype)
     args = (geometry(g), np.int32(count_include_pad), np.int32(divisor or 0))
     launch(xp, "pool", "avg_pool_backward", grad_y.dtype, grad_x.size, grad_y, grad_x, *args)
     return grad_x
@@ -59,6 +59,6 @@ def avg_pool_backward(
 def max_unpool(xp: ModuleType, x: Array, indices: Array, g: ConvGeometry) -> Array:
     """The partial inverse of :func:`max_pool` (``g`` the pooling's geometry): (N, C, oh, ow) ->
     (N, C, H, W), zeros but at the places ``indices`` name."""
-    y = xp.empty((g.n, g.c, g.h, g.w), dtype=x.dtype)
+    y = xp.empty(g.input_shape, dtype=x.dtype)
     launch(xp, "pool", "max_unpool", x.dtype, y.size, x, indices, y, geometry(g))
     return y

@@ -90,7 +90,7 @@ def input_gradient(
     g_t = transposed_geometry(g)
     assert g_t is not None  # the plan routes other paddings to col2im
     u = filter_transform(xp, weight, g, transposed=True)  # (a², C, O)
-    grad_x = xp.empty((g.n, g.c, g.h, g.w), dtype=grad_y.dtype)
+    grad_x = xp.empty(g.input_shape, dtype=grad_y.dtype)
     return forward(xp, grad_y, u, bias, grad_x, g_t, limit)
 
 

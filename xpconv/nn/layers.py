@@ -25,22 +25,30 @@ from typing import Any
 import numpy as np
 
 from .._backend import array_namespace, device_of, device_scope, is_array, resolve_device, to_device
-from .._checks import as_bool, as_pair, as_positive_int
-from .._types import Algorithm, Array, Device, DTypeLike, Gradients, IntPair, Padding
-from ..conv import ALGORITHMS, conv2d, conv2d_backward
-from ..conv_transpose import conv_transpose2d, conv_transpose2d_backward
+from .._checks import as_bool, as_positive_int, as_tuple
+from .._types import Algorithm, Array, Device, DTypeLike, Gradients, IntTuple, Padding
+from ..conv import ALGORITHMS, CONVOLUTIONS
+from ..conv_transpose import TRANSPOSED_CONVOLUTIONS
 from ..dense import dense, dense_backward
-from ..pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+from ..pool import POOLINGS
 
 __all__ = [
+    "AvgPool1D",
     "AvgPool2D",
+    "AvgPool3D",
+    "Conv1D",
     "Conv2D",
+    "Conv3D",
+    "ConvTranspose1D",
     "ConvTranspose2D",
+    "ConvTranspose3D",
     "Dense",
     "Dropout",
     "Flatten",
     "Layer",
+    "MaxPool1D",
     "MaxPool2D",
+    "MaxPool3D",
     "Parameter",
     "ReLU",
     "Sequential",
@@ -202,31 +210,35 @@ class _ParameterLayer(Layer):
         return grads.input
 
 
-def _conv_sizes(in_channels: Any, out_channels: Any, kernel_size: Any, groups: Any, algorithm: Any):
-    """A convolution layer's checked sizes: ``(in_channels, out_channels, kh, kw, groups)``."""
+def _conv_sizes(in_channels: Any, out_channels: Any, kernel_size: Any, groups: Any, algorithm: Any, dims: int):
+    """A convolution layer's checked sizes: ``(in_channels, out_channels, kernel, groups)``."""
     in_channels = as_positive_int(in_channels, "in_channels")
     out_channels = as_positive_int(out_channels, "out_channels")
-    kh, kw = as_pair(kernel_size, "kernel_size", minimum=1)
+    kernel = as_tuple(kernel_size, "kernel_size", dims, minimum=1)
     groups = as_positive_int(groups, "groups")
     if in_channels % groups or out_channels % groups:
         raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
-    return in_channels, out_channels, kh, kw, groups
+    return in_channels, out_channels, kernel, groups
 
 
-class Conv2D(_ParameterLayer):
-    """2-D convolution layer over NCHW batches; see :func:`xpconv.conv2d` for the arguments."""
+class _Conv(_ParameterLayer):
+    """A convolution layer over batches with ``dims`` spatial axes, calling ``kernels``: the
+    forward and backward functions."""
+
+    dims: int
+    kernels: tuple[Any, Any]
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int | tuple[int, int],
+        kernel_size: IntTuple,
         *,
-        stride: IntPair = 1,
+        stride: IntTuple = 1,
         padding: Padding = 0,
-        dilation: IntPair = 1,
+        dilation: IntTuple = 1,
         groups: int = 1,
         bias: bool = True,
         device: Device | None = None,
@@ -235,23 +247,23 @@ class Conv2D(_ParameterLayer):
         algorithm: Algorithm = "auto",
     ) -> None:
         super().__init__(device, dtype, seed)
-        in_channels, out_channels, kh, kw, groups = _conv_sizes(
-            in_channels, out_channels, kernel_size, groups, algorithm
+        in_channels, out_channels, kernel, groups = _conv_sizes(
+            in_channels, out_channels, kernel_size, groups, algorithm, self.dims
         )
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
         self.algorithm: Algorithm = algorithm
-        cg, og = in_channels // groups, out_channels // groups
-        self.weight = self._init((out_channels, cg, kh, kw), cg * kh * kw, og * kh * kw, "weight")
+        cg, og, taps = in_channels // groups, out_channels // groups, math.prod(kernel)
+        self.weight = self._init((out_channels, cg, *kernel), cg * taps, og * taps, "weight")
         self.bias = self._zeros(out_channels, "bias") if bias else None
 
     def forward(self, x: Array) -> Array:
         self._check_device(x)
         bias = None if self.bias is None else self.bias.value
-        return conv2d(x, self.weight.value, bias, **self._hyperparameters())
+        return self.kernels[0](x, self.weight.value, bias, **self._hyperparameters())
 
     def backward(self, grad_output: Array, *, with_input: bool = True) -> Array | None:
         x, with_bias = self._saved_input(), self.bias is not None
-        grads = conv2d_backward(grad_output, x, self.weight.value, with_bias=with_bias, with_input=with_input,
+        grads = self.kernels[1](grad_output, x, self.weight.value, with_bias=with_bias, with_input=with_input,
                                 **self._hyperparameters())  # fmt: skip
         return self._keep(grads)
 
@@ -265,21 +277,45 @@ class Conv2D(_ParameterLayer):
         )
 
 
-class ConvTranspose2D(_ParameterLayer):
-    """Transposed 2-D convolution layer, weight ``(in_channels, out_channels/groups, kh, kw)`` as in
-    PyTorch; see :func:`xpconv.conv_transpose2d` for the arguments."""
+class Conv1D(_Conv):
+    """1-D convolution layer over (N, C, L) batches, as ``torch.nn.Conv1d``; see :func:`xpconv.conv1d`
+    for the arguments (each an int or a 1-tuple)."""
+
+    dims, kernels = 1, CONVOLUTIONS[1]
+
+
+class Conv2D(_Conv):
+    """2-D convolution layer over NCHW batches, as ``torch.nn.Conv2d``; see :func:`xpconv.conv2d`
+    for the arguments."""
+
+    dims, kernels = 2, CONVOLUTIONS[2]
+
+
+class Conv3D(_Conv):
+    """3-D convolution layer over (N, C, D, H, W) batches, as ``torch.nn.Conv3d``; see
+    :func:`xpconv.conv3d` for the arguments."""
+
+    dims, kernels = 3, CONVOLUTIONS[3]
+
+
+class _ConvTranspose(_ParameterLayer):
+    """A transposed convolution layer over batches with ``dims`` spatial axes, weight
+    ``(in_channels, out_channels/groups, *kernel)`` as in PyTorch, calling ``kernels``."""
+
+    dims: int
+    kernels: tuple[Any, Any]
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int | tuple[int, int],
+        kernel_size: IntTuple,
         *,
-        stride: IntPair = 1,
-        padding: IntPair = 0,
-        output_padding: IntPair = 0,
+        stride: IntTuple = 1,
+        padding: IntTuple = 0,
+        output_padding: IntTuple = 0,
         groups: int = 1,
-        dilation: IntPair = 1,
+        dilation: IntTuple = 1,
         bias: bool = True,
         device: Device | None = None,
         dtype: DTypeLike = "float32",
@@ -287,35 +323,58 @@ class ConvTranspose2D(_ParameterLayer):
         algorithm: Algorithm = "auto",
     ) -> None:
         super().__init__(device, dtype, seed)
-        in_channels, out_channels, kh, kw, groups = _conv_sizes(
-            in_channels, out_channels, kernel_size, groups, algorithm
+        in_channels, out_channels, kernel, groups = _conv_sizes(
+            in_channels, out_channels, kernel_size, groups, algorithm, self.dims
         )
         self.hyperparameters: dict[str, Any] = dict(
             stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation,
             algorithm=algorithm,
         )  # fmt: skip
-        cg, og = in_channels // groups, out_channels // groups
-        # Glorot over the fans of one output pixel: each input channel feeds og·kh·kw weights
-        self.weight = self._init((in_channels, og, kh, kw), cg * kh * kw, og * kh * kw, "weight")
+        cg, og, taps = in_channels // groups, out_channels // groups, math.prod(kernel)
+        # Glorot over the fans of one output pixel: each input channel feeds og·taps weights
+        self.weight = self._init((in_channels, og, *kernel), cg * taps, og * taps, "weight")
         self.bias = self._zeros(out_channels, "bias") if bias else None
 
     def forward(self, x: Array) -> Array:
         self._check_device(x)
         bias = None if self.bias is None else self.bias.value
-        return conv_transpose2d(x, self.weight.value, bias, **self.hyperparameters)
+        return self.kernels[0](x, self.weight.value, bias, **self.hyperparameters)
 
     def backward(self, grad_output: Array, *, with_input: bool = True) -> Array | None:
         x, with_bias = self._saved_input(), self.bias is not None
-        grads = conv_transpose2d_backward(
+        grads = self.kernels[1](
             grad_output, x, self.weight.value, with_bias=with_bias, with_input=with_input, **self.hyperparameters
         )
         return self._keep(grads)
 
 
+class ConvTranspose1D(_ConvTranspose):
+    """Transposed 1-D convolution layer, as ``torch.nn.ConvTranspose1d``; see :func:`xpconv.conv_transpose1d`."""
+
+    dims, kernels = 1, TRANSPOSED_CONVOLUTIONS[1]
+
+
+class ConvTranspose2D(_ConvTranspose):
+    """Transposed 2-D convolution layer, weight ``(in_channels, out_channels/groups, kh, kw)`` as in
+    PyTorch; see :func:`xpconv.conv_transpose2d` for the arguments."""
+
+    dims, kernels = 2, TRANSPOSED_CONVOLUTIONS[2]
+
+
+class ConvTranspose3D(_ConvTranspose):
+    """Transposed 3-D convolution layer, as ``torch.nn.ConvTranspose3d``; see :func:`xpconv.conv_transpose3d`."""
+
+    dims, kernels = 3, TRANSPOSED_CONVOLUTIONS[3]
+
+
 class _Pool(Layer):
     """A pooling layer: no parameters; keeps its input for the backward pass (in training)."""
 
+    dims: int
+    kernels: tuple[Any, Any]
+
     def __init__(self, **arguments: Any) -> None:
+        as_tuple(arguments["kernel_size"], "kernel_size", self.dims, minimum=1)
         self.arguments = arguments
         self._x: Array | None = None
 
@@ -331,20 +390,18 @@ class _Pool(Layer):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.arguments.items())})"
 
 
-class MaxPool2D(_Pool):
-    """Max pooling over NCHW batches; see :func:`xpconv.max_pool2d` for the arguments.  A forward
-    in training mode keeps where each maximum was (``return_indices``), and the backward routes
-    the gradient through them rather than search the windows again."""
+class _MaxPool(_Pool):
+    """Max pooling; a forward in training mode keeps where each maximum was (``return_indices``),
+    and the backward routes the gradient through them rather than search the windows again."""
 
     def __init__(
         self,
-        kernel_size: IntPair,
-        stride: IntPair | None = None,
-        padding: IntPair = 0,
-        dilation: IntPair = 1,
+        kernel_size: IntTuple,
+        stride: IntTuple | None = None,
+        padding: IntTuple = 0,
+        dilation: IntTuple = 1,
         ceil_mode: bool = False,
     ) -> None:
-        as_pair(kernel_size, "kernel_size", minimum=1)
         super().__init__(
             kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode
         )
@@ -354,40 +411,90 @@ class MaxPool2D(_Pool):
         _check_input(self, x)
         if not self.training:
             self._x = self._indices = None
-            return max_pool2d(x, **self.arguments)
+            return self.kernels[0](x, **self.arguments)
         self._x = x  # for its shape, dtype and device
-        y, self._indices = max_pool2d(x, **self.arguments, return_indices=True)
+        y, self._indices = self.kernels[0](x, **self.arguments, return_indices=True)
         return y
 
     def backward(self, grad_output: Array) -> Array:
         x, indices, self._indices = self._saved_input(), self._indices, None
-        return max_pool2d_backward(grad_output, x, **self.arguments, indices=indices)
+        return self.kernels[1](grad_output, x, **self.arguments, indices=indices)
 
 
-class AvgPool2D(_Pool):
-    """Average pooling over NCHW batches; see :func:`xpconv.avg_pool2d` for the arguments."""
+class MaxPool1D(_MaxPool):
+    """Max pooling over (N, C, L) batches, as ``torch.nn.MaxPool1d``; see :func:`xpconv.max_pool1d`."""
+
+    dims, kernels = 1, POOLINGS["max", 1]
+
+
+class MaxPool2D(_MaxPool):
+    """Max pooling over NCHW batches; see :func:`xpconv.max_pool2d` for the arguments.  A forward
+    in training mode keeps where each maximum was (``return_indices``), and the backward routes
+    the gradient through them rather than search the windows again."""
+
+    dims, kernels = 2, POOLINGS["max", 2]
+
+
+class MaxPool3D(_MaxPool):
+    """Max pooling over (N, C, D, H, W) batches, as ``torch.nn.MaxPool3d``; see :func:`xpconv.max_pool3d`."""
+
+    dims, kernels = 3, POOLINGS["max", 3]
+
+
+class _AvgPool(_Pool):
+    """Average pooling (``divisor_override`` only in 2-D and 3-D, as in PyTorch)."""
+
+    def forward(self, x: Array) -> Array:
+        self._keep_input(x)
+        return self.kernels[0](x, **self.arguments)
+
+    def backward(self, grad_output: Array) -> Array:
+        return self.kernels[1](grad_output, self._saved_input(), **self.arguments)
+
+
+class AvgPool1D(_AvgPool):
+    """Average pooling over (N, C, L) batches, as ``torch.nn.AvgPool1d``; see :func:`xpconv.avg_pool1d`."""
+
+    dims, kernels = 1, POOLINGS["avg", 1]
 
     def __init__(
         self,
-        kernel_size: IntPair,
-        stride: IntPair | None = None,
-        padding: IntPair = 0,
+        kernel_size: IntTuple,
+        stride: IntTuple | None = None,
+        padding: IntTuple = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
+        super().__init__(
+            kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+            count_include_pad=count_include_pad,
+        )  # fmt: skip
+
+
+class AvgPool2D(_AvgPool):
+    """Average pooling over NCHW batches; see :func:`xpconv.avg_pool2d` for the arguments."""
+
+    dims, kernels = 2, POOLINGS["avg", 2]
+
+    def __init__(
+        self,
+        kernel_size: IntTuple,
+        stride: IntTuple | None = None,
+        padding: IntTuple = 0,
         ceil_mode: bool = False,
         count_include_pad: bool = True,
         divisor_override: int | None = None,
     ) -> None:
-        as_pair(kernel_size, "kernel_size", minimum=1)
         super().__init__(
             kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
             count_include_pad=count_include_pad, divisor_override=divisor_override,
         )  # fmt: skip
 
-    def forward(self, x: Array) -> Array:
-        self._keep_input(x)
-        return avg_pool2d(x, **self.arguments)
 
-    def backward(self, grad_output: Array) -> Array:
-        return avg_pool2d_backward(grad_output, self._saved_input(), **self.arguments)
+class AvgPool3D(AvgPool2D):
+    """Average pooling over (N, C, D, H, W) batches, as ``torch.nn.AvgPool3d``; see :func:`xpconv.avg_pool3d`."""
+
+    dims, kernels = 3, POOLINGS["avg", 3]
 
 
 class Dense(_ParameterLayer):

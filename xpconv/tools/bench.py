@@ -36,10 +36,10 @@ from .._parallel import workers_for
 from .._plan import conv_plan
 from .._types import Algorithm, Array, Device
 from ..bias import bias_add, bias_backward
-from ..conv import conv2d, conv2d_backward
-from ..conv_transpose import conv_transpose2d, conv_transpose2d_backward
+from ..conv import CONVOLUTIONS
+from ..conv_transpose import TRANSPOSED_CONVOLUTIONS
 from ..dense import dense, dense_backward
-from ..pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+from ..pool import POOLINGS
 from .book import book_conv2d, book_conv2d_weight_grad
 from .check import TOLERANCE, conv_errors, conv_transpose_errors, pool_errors
 from .rival import Rival, torch_available
@@ -50,12 +50,13 @@ from .timing import ROUNDS, Ratio, Timing, local, median_time, side_by_side
 class ConvShape:
     """One bench shape of a patch-based kernel: ``kind`` is ``"conv2d"`` (weight ``(o, c/groups, k, k)``),
     ``"conv_transpose2d"`` (weight ``(c, o/groups, k, k)``), ``"max_pool2d"`` or ``"avg_pool2d"``
-    (``o`` is ``c``; ``k``, ``stride`` and ``padding`` are the window's)."""
+    (``o`` is ``c``; ``k``, ``stride`` and ``padding`` are the window's), or their 1-D or 3-D
+    forms (``conv1d``, ``max_pool3d``, ...: ``size`` has one or three entries, the kernel is ``k``
+    on every axis)."""
 
     n: int
     c: int
-    h: int
-    w: int
+    size: tuple[int, ...]
     o: int
     k: int
     stride: int = 1
@@ -64,8 +65,17 @@ class ConvShape:
     kind: str = "conv2d"
 
     @property
+    def dims(self) -> int:
+        return len(self.size)
+
+    @property
+    def family(self) -> str:
+        """``kind`` without its dimension: ``"conv"``, ``"conv_transpose"``, ``"max_pool"`` or ``"avg_pool"``."""
+        return self.kind[:-2]
+
+    @property
     def pooling(self) -> bool:
-        return self.kind in ("max_pool2d", "avg_pool2d")
+        return self.family in ("max_pool", "avg_pool")
 
     @property
     def kwargs(self) -> dict:
@@ -88,41 +98,44 @@ class ConvShape:
     def geometry(self, n: int | None = None) -> ConvGeometry:
         """The sizes, for a batch of ``n`` (default: the shape's own); for a transposed convolution,
         those of the convolution it is the adjoint of."""
-        x_shape = (self.n if n is None else n, self.c, self.h, self.w)
+        x_shape = (self.n if n is None else n, self.c, *self.size)
+        kernel = (self.k,) * self.dims
         if self.pooling:
             return pool_geometry(x_shape, self.k, self.stride, self.padding, 1, False)
-        if self.kind == "conv_transpose2d":
-            return conv_transpose_geometry(
-                x_shape, (self.c, self.o // self.groups, self.k, self.k), None, **self.kwargs
-            )[0]
-        return conv_geometry(x_shape, (self.o, self.c // self.groups, self.k, self.k), None, **self.kwargs)
+        if self.family == "conv_transpose":
+            return conv_transpose_geometry(x_shape, (self.c, self.o // self.groups, *kernel), None, **self.kwargs)[0]
+        return conv_geometry(x_shape, (self.o, self.c // self.groups, *kernel), None, **self.kwargs)
 
     def flops(self) -> float:
         """Multiply-adds ×2 of one pass (forward, input gradient or weight gradient); for a pooling,
         one operation (a comparison or an addition) per window element."""
         g = self.geometry()
-        return g.n * g.c * g.out[0] * g.out[1] * g.kh * g.kw if self.pooling else g.flops
+        return g.n * g.c * g.pixels * g.taps if self.pooling else g.flops
 
     def describe(self) -> str:
-        size = f"{self.n}x{self.c}x{self.h}x{self.w}"
+        size = "x".join(map(str, (self.n, self.c, *self.size)))
+        kernel = "x".join([str(self.k)] * self.dims)
         if self.pooling:
-            return f"{size} {self.kind} {self.k}x{self.k} s{self.stride} p{self.padding}"
+            return f"{size} {self.kind} {kernel} s{self.stride} p{self.padding}"
         g = f" g{self.groups}" if self.groups > 1 else ""
-        t = " transposed" if self.kind == "conv_transpose2d" else ""
-        return f"{size}->{self.o}{t} {self.k}x{self.k} s{self.stride} p{self.padding}{g}"
+        t = " transposed" if self.family == "conv_transpose" else ""
+        return f"{size}->{self.o}{t} {kernel} s{self.stride} p{self.padding}{g}"
 
 
 CONV_SHAPES = {
-    "mnist": ConvShape(64, 1, 28, 28, 16, 5, 1, 2),
-    "cifar": ConvShape(64, 32, 32, 32, 64, 3, 1, 1),
-    "resnet": ConvShape(32, 64, 56, 56, 64, 3, 1, 1),
-    "stride2": ConvShape(32, 64, 56, 56, 128, 3, 2, 1),
-    "depthwise": ConvShape(32, 32, 56, 56, 32, 3, 1, 1, 32),
-    "pointwise": ConvShape(32, 128, 28, 28, 128, 1, 1, 0),
-    "stride2-deep": ConvShape(16, 128, 28, 28, 256, 3, 2, 1),
-    "maxpool": ConvShape(32, 64, 56, 56, 64, 2, 2, 0, kind="max_pool2d"),
-    "avgpool": ConvShape(32, 64, 56, 56, 64, 3, 1, 1, kind="avg_pool2d"),
-    "transposed": ConvShape(64, 128, 28, 28, 64, 4, 2, 1, kind="conv_transpose2d"),
+    "mnist": ConvShape(64, 1, (28, 28), 16, 5, 1, 2),
+    "cifar": ConvShape(64, 32, (32, 32), 64, 3, 1, 1),
+    "resnet": ConvShape(32, 64, (56, 56), 64, 3, 1, 1),
+    "stride2": ConvShape(32, 64, (56, 56), 128, 3, 2, 1),
+    "depthwise": ConvShape(32, 32, (56, 56), 32, 3, 1, 1, 32),
+    "pointwise": ConvShape(32, 128, (28, 28), 128, 1, 1, 0),
+    "stride2-deep": ConvShape(16, 128, (28, 28), 256, 3, 2, 1),
+    "maxpool": ConvShape(32, 64, (56, 56), 64, 2, 2, 0, kind="max_pool2d"),
+    "avgpool": ConvShape(32, 64, (56, 56), 64, 3, 1, 1, kind="avg_pool2d"),
+    "transposed": ConvShape(64, 128, (28, 28), 64, 4, 2, 1, kind="conv_transpose2d"),
+    "conv1d": ConvShape(32, 64, (1024,), 64, 9, 1, 4, kind="conv1d"),
+    "conv3d": ConvShape(8, 16, (16, 32, 32), 32, 3, 1, 1, kind="conv3d"),
+    "maxpool3d": ConvShape(8, 32, (16, 32, 32), 32, 2, 2, 0, kind="max_pool3d"),
 }
 DENSE_SHAPES = {"dense-784": (256, 784, 512), "dense-4096": (1024, 4096, 4096)}
 BIAS_SHAPE = (32, 64, 56, 56)
@@ -248,19 +261,19 @@ def conv_inputs(
     rng = np.random.default_rng(seed)
     g = shape.geometry(n)
     if shape.pooling:
-        x, go = rng.standard_normal((g.n, g.c, g.h, g.w)), rng.standard_normal(g.output_shape)
+        x, go = rng.standard_normal(g.input_shape), rng.standard_normal(g.output_shape)
         return [to_device(x.astype(dtype), device), None, None, to_device(go.astype(dtype), device)]
-    if shape.kind == "conv_transpose2d":  # g is the adjoint convolution's: x is its output
+    if shape.family == "conv_transpose":  # g is the adjoint convolution's: x is its output
         host = [
-            rng.standard_normal((g.n, g.o, *g.out)),
-            rng.standard_normal(g.weight_shape) / math.sqrt(g.o // g.groups * g.kh * g.kw),
+            rng.standard_normal(g.output_shape),
+            rng.standard_normal(g.weight_shape) / math.sqrt(g.o // g.groups * g.taps),
             rng.standard_normal(g.c),
-            rng.standard_normal((g.n, g.c, g.h, g.w)),
+            rng.standard_normal(g.input_shape),
         ]
     else:
         host = [
-            rng.standard_normal((g.n, g.c, g.h, g.w)),
-            rng.standard_normal(g.weight_shape) / math.sqrt(g.c // g.groups * g.kh * g.kw),
+            rng.standard_normal(g.input_shape),
+            rng.standard_normal(g.weight_shape) / math.sqrt(g.c // g.groups * g.taps),
             rng.standard_normal(g.o),
             rng.standard_normal(g.output_shape),
         ]
@@ -285,14 +298,12 @@ def _calls(
 ) -> tuple[Callable[[], object], Callable[[], object]]:
     """The forward and the backward call of ``shape``'s kernel on these inputs."""
     kw: dict[str, Any] = shape.kwargs
-    if shape.kind == "max_pool2d":
-        return (lambda: max_pool2d(x, **kw)), (lambda: max_pool2d_backward(go, x, **kw))
-    if shape.kind == "avg_pool2d":
-        return (lambda: avg_pool2d(x, **kw)), (lambda: avg_pool2d_backward(go, x, **kw))
+    if shape.pooling:
+        pool, pool_backward = POOLINGS[shape.family.removesuffix("_pool"), shape.dims]
+        return (lambda: pool(x, **kw)), (lambda: pool_backward(go, x, **kw))
     kw = {**kw, "algorithm": algorithm}
-    if shape.kind == "conv_transpose2d":
-        return (lambda: conv_transpose2d(x, w, b, **kw)), (lambda: conv_transpose2d_backward(go, x, w, **kw))
-    return (lambda: conv2d(x, w, b, **kw)), (lambda: conv2d_backward(go, x, w, **kw))
+    forward, backward = (TRANSPOSED_CONVOLUTIONS if shape.family == "conv_transpose" else CONVOLUTIONS)[shape.dims]
+    return (lambda: forward(x, w, b, **kw)), (lambda: backward(go, x, w, **kw))
 
 
 def book_op(
@@ -390,8 +401,8 @@ def _check_conv(shape, device, dtype) -> float:
     """Worst relative error of forward and all gradients on 2 samples vs the float64 reference."""
     x, w, b, go = conv_inputs(shape, device, dtype, seed=1, n=2)
     if shape.pooling:
-        return max(pool_errors(shape.kind.removesuffix("_pool2d"), x, go, **shape.kwargs).values())
-    if shape.kind == "conv_transpose2d":
+        return max(pool_errors(shape.family.removesuffix("_pool"), x, go, **shape.kwargs).values())
+    if shape.family == "conv_transpose":
         return max(conv_transpose_errors(x, w, b, go, **shape.kwargs).values())
     return max(conv_errors(x, w, b, go, **shape.kwargs).values())
 
@@ -559,7 +570,7 @@ def format_table(results: list[Result], ceiling: float) -> str:
     )
     lines = [header, "-" * len(header)]
     for r in results:
-        pooling = "pool2d" in r.op  # GFLOP/s there count window elements: no matmul to compare with
+        pooling = "_pool" in r.op  # GFLOP/s there count window elements: no matmul to compare with
         spread = f"{r.low_ms:.2f}-{r.high_ms:.2f}"
         line = (
             f"{r.op:<{wide}} {r.shape:<12} {r.algorithm:<9} {r.median_ms:9.2f} {spread:>15} {r.gflops:7.1f} "
@@ -577,7 +588,7 @@ def format_table(results: list[Result], ceiling: float) -> str:
     if ratios:
         geo = math.exp(sum(map(math.log, ratios)) / len(ratios))
         lines.append(f"geometric mean vs torch, conv2d-train-step: {geo:.2f}x  (>1: xpconv faster)")
-    if any("pool2d" in r.op for r in results):
+    if any("_pool" in r.op for r in results):
         lines.append("pooling rows: GFLOP/s count one comparison or addition per window element")
     return "\n".join(lines)
 

@@ -14,20 +14,20 @@ from typing import Any
 import numpy as np
 
 from .._backend import namespace_for, to_device, to_numpy
-from .._geometry import conv_geometry, pool_geometry
-from .._types import Algorithm, Array, ArrayLike, Device, IntPair, Padding
+from .._geometry import conv_geometry, conv_transpose_geometry, pool_geometry
+from .._types import Algorithm, Array, ArrayLike, Device, IntTuple, Padding
 from ..bias import bias_add, bias_backward
-from ..conv import conv2d, conv2d_backward
-from ..conv_transpose import conv_transpose2d, conv_transpose2d_backward
+from ..conv import CONVOLUTIONS
+from ..conv_transpose import TRANSPOSED_CONVOLUTIONS
 from ..dense import dense, dense_backward
-from ..pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+from ..pool import POOLINGS
 from .reference import (
-    reference_conv2d,
-    reference_conv2d_backward,
-    reference_conv_transpose2d,
+    reference_conv,
+    reference_conv_backward,
+    reference_conv_transpose,
     reference_dense,
     reference_dense_backward,
-    reference_pool2d,
+    reference_pool,
 )
 
 # Worst error allowed, relative to the largest magnitude of the float64 reference's result.
@@ -36,32 +36,42 @@ from .reference import (
 # accumulate in float32, and the result is rounded to float16 (unit roundoff 4.9e-4).
 TOLERANCE = {"float64": 1e-12, "float32": 1e-5, "float16": 2e-3}
 
-# name: (N, C, H, W, O, kh, kw, stride, padding, dilation, groups, algorithm); "auto" takes the
+# name: (x shape, weight shape, stride, padding, dilation, groups, algorithm); "auto" takes the
 # direct kernels on CUDA for these small layers (im2col on the CPU)
 CONFIGS: dict[str, tuple[Any, ...]] = {
-    "book 5x5 same": (4, 1, 12, 12, 6, 5, 5, 1, "same", 1, 1, "im2col"),
-    "book 5x5 auto": (4, 1, 12, 12, 6, 5, 5, 1, "same", 1, 1, "auto"),
-    "rect stride/dil": (3, 4, 11, 8, 6, 3, 2, (2, 1), (1, 2), (2, 1), 2, "im2col"),
-    "even same": (2, 3, 7, 10, 4, 4, 2, 1, "same", 1, 1, "im2col"),
-    "depthwise": (2, 6, 9, 9, 12, 3, 3, 2, 1, 1, 6, "im2col"),
-    "depthwise auto": (2, 6, 9, 9, 12, 3, 3, 2, 1, 1, 6, "auto"),
-    "pointwise": (3, 8, 5, 6, 5, 1, 1, 1, 0, 1, 1, "im2col"),
-    "winograd 3x3": (2, 8, 10, 9, 6, 3, 3, 1, 1, 1, 1, "winograd"),
-    "winograd tiles": (1, 4, 7, 13, 5, 3, 3, 1, (2, 0), 1, 1, "winograd"),
+    "book 5x5 same": ((4, 1, 12, 12), (6, 1, 5, 5), 1, "same", 1, 1, "im2col"),
+    "book 5x5 auto": ((4, 1, 12, 12), (6, 1, 5, 5), 1, "same", 1, 1, "auto"),
+    "rect stride/dil": ((3, 4, 11, 8), (6, 2, 3, 2), (2, 1), (1, 2), (2, 1), 2, "im2col"),
+    "even same": ((2, 3, 7, 10), (4, 3, 4, 2), 1, "same", 1, 1, "im2col"),
+    "depthwise": ((2, 6, 9, 9), (12, 1, 3, 3), 2, 1, 1, 6, "im2col"),
+    "depthwise auto": ((2, 6, 9, 9), (12, 1, 3, 3), 2, 1, 1, 6, "auto"),
+    "pointwise": ((3, 8, 5, 6), (5, 8, 1, 1), 1, 0, 1, 1, "im2col"),
+    "winograd 3x3": ((2, 8, 10, 9), (6, 8, 3, 3), 1, 1, 1, 1, "winograd"),
+    "winograd tiles": ((1, 4, 7, 13), (5, 4, 3, 3), 1, (2, 0), 1, 1, "winograd"),
+    "1-D dil groups": ((3, 4, 17), (6, 2, 3), 2, 1, 2, 2, "im2col"),
+    "1-D same auto": ((2, 3, 12), (4, 3, 4), 1, "same", 1, 1, "auto"),
+    "3-D rect": ((2, 3, 6, 7, 5), (4, 3, 3, 2, 3), (1, 2, 1), (1, 0, 1), 1, 1, "im2col"),
+    "3-D depthwise": ((2, 4, 5, 5, 5), (4, 1, 3, 3, 3), 1, 1, 1, 4, "auto"),
 }
 DENSE = {"dense 7x20->9": (7, 20, 9)}
-# name: (N, C_in, H, W, C_out, kh, kw, stride, padding, output_padding, dilation, groups, algorithm)
+# name: (x shape, weight shape, stride, padding, output_padding, dilation, groups, algorithm)
 TRANSPOSED: dict[str, tuple[Any, ...]] = {
-    "4x4 s2 p1": (2, 4, 5, 6, 3, 4, 4, 2, 1, 0, 1, 1, "im2col"),
-    "rect groups pad": (2, 4, 4, 5, 6, 3, 2, (2, 1), (1, 0), (1, 0), 1, 2, "im2col"),
-    "winograd 3x3": (2, 8, 7, 6, 6, 3, 3, 1, 1, 0, 1, 1, "winograd"),
+    "4x4 s2 p1": ((2, 4, 5, 6), (4, 3, 4, 4), 2, 1, 0, 1, 1, "im2col"),
+    "rect groups pad": ((2, 4, 4, 5), (4, 3, 3, 2), (2, 1), (1, 0), (1, 0), 1, 2, "im2col"),
+    "winograd 3x3": ((2, 8, 7, 6), (8, 6, 3, 3), 1, 1, 0, 1, 1, "winograd"),
+    "1-D 4 s2 p1": ((2, 4, 9), (4, 3, 4), 2, 1, 1, 1, 1, "im2col"),
+    "3-D s2": ((1, 4, 3, 4, 3), (4, 1, 2, 3, 2), 2, (0, 1, 0), 1, 1, 2, "im2col"),
 }
-# name: (kind, (N, C, H, W), kernel, stride, padding, dilation, ceil_mode, count_include_pad)
+# name: (kind, x shape, kernel, stride, padding, dilation, ceil_mode, count_include_pad)
 POOLS: dict[str, tuple[Any, ...]] = {
     "max 3x3 s2 ceil": ("max", (2, 3, 9, 8), (3, 3), (2, 2), (1, 1), (1, 1), True, True),
     "max dilated": ("max", (2, 3, 8, 9), (2, 3), (2, 2), (0, 1), (2, 1), False, True),
     "avg 3x3 s1 p1": ("avg", (2, 3, 7, 8), (3, 3), (1, 1), (1, 1), (1, 1), False, True),
     "avg ceil no pad": ("avg", (2, 3, 7, 8), (3, 2), (2, 2), (1, 1), (1, 1), True, False),
+    "max 1-D ceil": ("max", (2, 3, 11), 3, 2, 1, 1, True, True),
+    "avg 1-D no pad": ("avg", (2, 3, 10), 4, 3, 2, 1, True, False),
+    "max 3-D dilated": ("max", (1, 2, 7, 6, 7), (2, 2, 3), (2, 1, 2), (0, 1, 1), (2, 1, 1), False, True),
+    "avg 3-D": ("avg", (2, 2, 5, 6, 5), (2, 3, 2), (2, 2, 1), (1, 1, 0), 1, False, True),
 }
 
 
@@ -101,24 +111,27 @@ def conv_errors(
     bias: Array | None,
     grad_output: Array,
     *,
-    stride: IntPair = 1,
+    stride: IntTuple = 1,
     padding: Padding = 0,
-    dilation: IntPair = 1,
+    dilation: IntTuple = 1,
     groups: int = 1,
     algorithm: Algorithm = "auto",
 ) -> dict[str, float]:
-    """Relative errors of conv2d and its three gradients (arrays on any device) against the
-    float64 reference run on the same values; keys ``conv2d`` and ``conv2d_backward.<part>``."""
+    """Relative errors of a convolution (``conv1d``, ``conv2d`` or ``conv3d`` by x's rank) and its
+    three gradients (arrays on any device) against the float64 reference run on the same values;
+    keys ``conv2d`` and ``conv2d_backward.<part>`` (for 2-D)."""
     shape_args: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     g = conv_geometry(x.shape, weight.shape, None if bias is None else bias.shape, **shape_args)
+    forward, backward = CONVOLUTIONS[g.dims]
+    name = f"conv{g.dims}d"
     kw = {**shape_args, "algorithm": algorithm}
     hyper: dict[str, Any] = dict(stride=g.stride, pad=g.pad, dilation=g.dilation, groups=g.groups)
     xh, wh, bh, gh = (to_numpy(a).astype(np.float64) for a in (x, weight, bias, grad_output))
-    errors = {"conv2d": relative_error(conv2d(x, weight, bias, **kw), reference_conv2d(xh, wh, bh, **hyper))}
-    grads = conv2d_backward(grad_output, x, weight, **kw)
-    ref = reference_conv2d_backward(gh, xh, wh, **hyper)
+    errors = {name: relative_error(forward(x, weight, bias, **kw), reference_conv(xh, wh, bh, **hyper))}
+    grads = backward(grad_output, x, weight, **kw)
+    ref = reference_conv_backward(gh, xh, wh, **hyper)
     for part in ("input", "weight", "bias"):
-        errors[f"conv2d_backward.{part}"] = relative_error(getattr(grads, part), getattr(ref, part))
+        errors[f"{name}_backward.{part}"] = relative_error(getattr(grads, part), getattr(ref, part))
     return errors
 
 
@@ -129,12 +142,12 @@ def run_check(device: Device = "cpu", dtypes: Sequence[str] = ("float32", "float
     rows = []
     for dtype in dtypes:
         tol = TOLERANCE[dtype]
-        for name, (n, c, h, w, o, kh, kw, s, p, d, grp, algorithm) in CONFIGS.items():
-            host, _ = _inputs(rng, dtype, (n, c, h, w), (o, c // grp, kh, kw), (o,))
-            geometry = conv_geometry(host[0].shape, host[1].shape, None, stride=s, padding=p, dilation=d, groups=grp)
-            (go_host,), _ = _inputs(rng, dtype, geometry.output_shape)
-            x, wt, b, go = (to_device(a, device) for a in (*host, go_host))
-            errors = conv_errors(x, wt, b, go, stride=s, padding=p, dilation=d, groups=grp, algorithm=algorithm)
+        for name, (x_shape, w_shape, s, p, d, grp, algorithm) in CONFIGS.items():
+            hyper: dict[str, Any] = dict(stride=s, padding=p, dilation=d, groups=grp)
+            geometry = conv_geometry(x_shape, w_shape, None, **hyper)
+            host, _ = _inputs(rng, dtype, x_shape, w_shape, (w_shape[0],), geometry.output_shape)
+            x, wt, b, go = (to_device(a, device) for a in host)
+            errors = conv_errors(x, wt, b, go, **hyper, algorithm=algorithm)
             rows += [Row(kernel, name, dtype, error, tol) for kernel, error in errors.items()]
         for name, (n, fin, fout) in DENSE.items():
             host, exact = _inputs(rng, dtype, (n, fin), (fout, fin), (fout,), (n, fout))
@@ -158,23 +171,26 @@ def run_check(device: Device = "cpu", dtypes: Sequence[str] = ("float32", "float
 def conv_transpose_errors(
     x: Array, weight: Array, bias: Array | None, grad_output: Array, **kw: Any
 ) -> dict[str, float]:
-    """Relative errors of conv_transpose2d and its three gradients against the float64 reference;
-    ``kw``: its hyperparameters (ints or pairs) and ``algorithm``."""
-    hyper = {"output_padding": 0, "dilation": 1, "groups": 1, **{k: v for k, v in kw.items() if k != "algorithm"}}
-    pairs = {k: (v, v) if isinstance(v, int) else tuple(v) for k, v in hyper.items() if k != "groups"}
+    """Relative errors of a transposed convolution (by x's rank) and its three gradients against
+    the float64 reference; ``kw``: its hyperparameters and ``algorithm``."""
+    hyper = {k: v for k, v in kw.items() if k != "algorithm"}
+    g, _ = conv_transpose_geometry(x.shape, weight.shape, None, **hyper)
+    forward, backward = TRANSPOSED_CONVOLUTIONS[g.dims]
+    name = f"conv_transpose{g.dims}d"
     exact = [to_numpy(a).astype(np.float64) for a in (x, weight, bias, grad_output)]
-    ref_y, ref = reference_conv_transpose2d(*exact, **pairs, groups=hyper["groups"])
-    errors = {"conv_transpose2d": relative_error(conv_transpose2d(x, weight, bias, **kw), ref_y)}
-    grads = conv_transpose2d_backward(grad_output, x, weight, **kw)
+    ref_y, ref = reference_conv_transpose(
+        *exact, stride=g.stride, padding=g.pad_before, dilation=g.dilation, groups=g.groups
+    )
+    errors = {name: relative_error(forward(x, weight, bias, **kw), ref_y)}
+    grads = backward(grad_output, x, weight, **kw)
     for part in ("input", "weight", "bias"):
-        errors[f"conv_transpose2d_bwd.{part}"] = relative_error(getattr(grads, part), getattr(ref, part))
+        errors[f"{name}_bwd.{part}"] = relative_error(getattr(grads, part), getattr(ref, part))
     return errors
 
 
 def pool_errors(kind: str, x: Array, grad_output: Array, **kw: Any) -> dict[str, float]:
-    """Relative errors of ``max_pool2d`` or ``avg_pool2d`` (``kind`` ``"max"``/``"avg"``) and its
-    gradient against the float64 reference; ``kw``: the pooling's arguments."""
-    forward, backward = (max_pool2d, max_pool2d_backward) if kind == "max" else (avg_pool2d, avg_pool2d_backward)
+    """Relative errors of a max or average pooling (``kind`` ``"max"``/``"avg"``, by x's rank) and
+    its gradient against the float64 reference; ``kw``: the pooling's arguments."""
     g = pool_geometry(
         x.shape,
         kw["kernel_size"],
@@ -183,30 +199,32 @@ def pool_errors(kind: str, x: Array, grad_output: Array, **kw: Any) -> dict[str,
         kw.get("dilation", 1),
         kw.get("ceil_mode", False),
     )
-    ref_y, ref_grad = reference_pool2d(
+    forward, backward = POOLINGS[kind, g.dims]
+    name = f"{kind}_pool{g.dims}d"
+    ref_y, ref_grad = reference_pool(
         to_numpy(x).astype(np.float64),
         to_numpy(grad_output).astype(np.float64),
         kind=kind,
-        kernel=(g.kh, g.kw),
+        kernel=g.kernel,
         stride=g.stride,
-        padding=(g.pad[0], g.pad[2]),  # (top, left): the reference reads the output size from grad_output
+        padding=g.pad_before,  # the reference reads the output size from grad_output
         dilation=g.dilation,
         count_include_pad=kw.get("count_include_pad", True),
     )
     return {
-        f"{kind}_pool2d": relative_error(forward(x, **kw), ref_y),
-        f"{kind}_pool2d_backward": relative_error(backward(grad_output, x, **kw), ref_grad),
+        name: relative_error(forward(x, **kw), ref_y),
+        f"{name}_backward": relative_error(backward(grad_output, x, **kw), ref_grad),
     }
 
 
 def _transposed_rows(rng, dtype: str, device: Device) -> list[Row]:
     rows = []
-    for name, (n, ci, h, w, co, kh, kw, s, p, op, d, grp, algorithm) in TRANSPOSED.items():
+    for name, (x_shape, w_shape, s, p, op, d, grp, algorithm) in TRANSPOSED.items():
         hyper: dict[str, Any] = dict(stride=s, padding=p, output_padding=op, dilation=d, groups=grp)
-        host, _ = _inputs(rng, dtype, (n, ci, h, w), (ci, co // grp, kh, kw), (co,))
-        x, wt, b = (to_device(a, device) for a in host)
-        (go_host,), _ = _inputs(rng, dtype, tuple(conv_transpose2d(x, wt, b, **hyper).shape))
-        errors = conv_transpose_errors(x, wt, b, to_device(go_host, device), **hyper, algorithm=algorithm)
+        _, size = conv_transpose_geometry(x_shape, w_shape, None, **hyper)
+        host, _ = _inputs(rng, dtype, x_shape, w_shape, (w_shape[1] * grp,), (x_shape[0], w_shape[1] * grp, *size))
+        x, wt, b, go = (to_device(a, device) for a in host)
+        errors = conv_transpose_errors(x, wt, b, go, **hyper, algorithm=algorithm)
         rows += [Row(kernel, name, dtype, error, TOLERANCE[dtype]) for kernel, error in errors.items()]
     return rows
 
@@ -214,13 +232,11 @@ def _transposed_rows(rng, dtype: str, device: Device) -> list[Row]:
 def _pool_rows(rng, dtype: str, device: Device) -> list[Row]:
     rows = []
     for name, (kind, shape, k, s, p, d, ceil, include) in POOLS.items():
-        (x_host,), _ = _inputs(rng, dtype, shape)
-        x = to_device(x_host, device)
         kw: dict[str, Any] = dict(kernel_size=k, stride=s, padding=p, ceil_mode=ceil)
         kw.update(dict(dilation=d) if kind == "max" else dict(count_include_pad=include))
-        y = max_pool2d(x, **kw) if kind == "max" else avg_pool2d(x, **kw)
-        (go_host,), _ = _inputs(rng, dtype, tuple(y.shape))
-        errors = pool_errors(kind, x, to_device(go_host, device), **kw)
+        g = pool_geometry(shape, k, s, p, d if kind == "max" else 1, ceil)
+        (x_host, go_host), _ = _inputs(rng, dtype, shape, g.output_shape)
+        errors = pool_errors(kind, to_device(x_host, device), to_device(go_host, device), **kw)
         rows += [Row(kernel, name, dtype, error, TOLERANCE[dtype]) for kernel, error in errors.items()]
     return rows
 

@@ -42,12 +42,10 @@ def torch_op(op: str, shape: Any, x: Any, w: Any, b: Any, go: Any, device: Devic
     kw = shape.kwargs
     present = [t for t in (tx, tw, tb) if t is not None]  # a pooling has only x
 
+    function = getattr(F, shape.kind)  # F.conv2d, F.max_pool3d, ...
+
     def call(*t: Any) -> Any:
-        if shape.kind == "conv2d":
-            return F.conv2d(*t, **kw)
-        if shape.kind == "conv_transpose2d":
-            return F.conv_transpose2d(*t, **kw)
-        return (F.max_pool2d if shape.kind == "max_pool2d" else F.avg_pool2d)(t[0], **kw)
+        return function(*t, **kw)
 
     def forward():
         with torch.no_grad():
@@ -56,16 +54,16 @@ def torch_op(op: str, shape: Any, x: Any, w: Any, b: Any, go: Any, device: Devic
     def train_step():
         call(*(t.detach().requires_grad_() for t in present)).backward(tgo)
 
-    s, p, g = shape.stride, shape.padding, shape.groups
+    s, p, g, d = shape.stride, shape.padding, shape.groups, shape.dims
     leaves = [t.detach().requires_grad_() for t in present]
-    graph = None if shape.kind == "conv2d" else call(*leaves)  # built once: the backward row times autograd's
+    graph = None if shape.family == "conv" else call(*leaves)  # built once: the backward row times autograd's
 
     def backward():
         if graph is not None:
             return torch.autograd.grad(graph, leaves, tgo, retain_graph=True)
-        # conv2d: the input, weight and bias gradients in one call, as conv2d_backward
+        # a convolution: the input, weight and bias gradients in one call, as conv2d_backward
         return torch.ops.aten.convolution_backward(
-            tgo, tx, tw, [shape.o], [s, s], [p, p], [1, 1], False, [0, 0], g, [True, True, True]
+            tgo, tx, tw, [shape.o], [s] * d, [p] * d, [1] * d, False, [0] * d, g, [True, True, True]
         )
 
     part = op.removeprefix(f"{shape.kind}-")
