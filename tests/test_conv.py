@@ -31,9 +31,16 @@ def test_conv2d_finite_differences(rng, cfg):
     check_finite_differences(rng, cfg)
 
 
-@given(cfg=conv_configs(), seed=st.integers(0, 2**32 - 1))
-def test_conv2d_property_matches_oracle(cfg, seed):
-    check_against_oracle(np.random.default_rng(seed), cfg, np.float64)
+@given(cfg=conv_configs(), seed=st.integers(0, 2**32 - 1), folded_max_pixels=st.sampled_from([0, 100]))
+def test_conv2d_property_matches_oracle(cfg, seed, folded_max_pixels):
+    """Random configurations, by either CPU layout (a GEMM per image forced, or folded where small)."""
+    from xpconv import _plan
+
+    saved, _plan.FOLDED_MAX_PIXELS = _plan.FOLDED_MAX_PIXELS, folded_max_pixels
+    try:
+        check_against_oracle(np.random.default_rng(seed), cfg, np.float64)
+    finally:
+        _plan.FOLDED_MAX_PIXELS = saved
 
 
 def test_matches_torch_layout_example():
@@ -124,3 +131,29 @@ def test_with_bias_false(rng):
     grads = xpconv.conv2d_backward(random_array(rng, (1, 2, 2, 2)), x, wt, with_bias=False, **kw)
     assert grads.bias is None
     assert isinstance(grads, xpconv.Gradients)
+
+
+def test_the_cpu_folds_small_outputs_into_one_gemm():
+    """On the CPU im2col folds a chunk's images into one GEMM for grouped convolutions and outputs
+    of at most FOLDED_MAX_PIXELS pixels (LeNet's second layer), one GEMM per image elsewhere; the
+    oracle tests run configurations of both kinds."""
+    from xpconv._geometry import conv_geometry
+    from xpconv._plan import FOLDED_MAX_PIXELS, conv_plan
+
+    def layout(x_shape, w_shape, **kw):
+        return conv_plan(np, conv_geometry(x_shape, w_shape, None, **kw), "im2col").layout
+
+    assert layout((60, 6, 14, 14), (16, 6, 5, 5)) == "folded"  # 10x10 out
+    assert layout((64, 1, 28, 28), (16, 1, 5, 5), padding=2) == "per-sample"
+    assert layout((8, 4, 20, 20), (4, 1, 3, 3), groups=4) == "folded"
+    assert layout((32, 8, 12, 12), (8, 8, 3, 3), padding=1) == "per-sample"  # 144 pixels out
+    assert FOLDED_MAX_PIXELS == 100
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_one_gemm_per_image_matches_oracle(monkeypatch, rng, cfg, dtype):
+    """The oracle's configurations are small (their outputs fold on the CPU): the same with every
+    ungrouped one forced to a GEMM per image, the large layers' layout."""
+    monkeypatch.setattr("xpconv._plan.FOLDED_MAX_PIXELS", 0)
+    check_against_oracle(rng, cfg, dtype, algorithm="im2col")

@@ -24,6 +24,14 @@ def test_matches_oracle(rng, cfg, dtype):
     check_conv_transpose(rng, cfg, dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cfg", TRANSPOSE_CASES)
+def test_one_gemm_per_image_matches_oracle(monkeypatch, rng, cfg, dtype):
+    """The cases' small outputs fold on the CPU: the same forced to a GEMM per image."""
+    monkeypatch.setattr("xpconv._plan.FOLDED_MAX_PIXELS", 0)
+    check_conv_transpose(rng, cfg, dtype)
+
+
 @pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
 @pytest.mark.parametrize("workspace", [1, None])
 def test_winograd_and_chunks(rng, algorithm, workspace):

@@ -304,3 +304,15 @@ def test_training_step_on_cuda_namespace(fake_cupy_module):
     assert all(isinstance(p.value, cp.ndarray) for p in model.parameters())
     model.eval()
     assert loss_fn.forward(model.forward(xd), yd) < first
+
+
+def test_relu_follows_pytorch_at_zero_nan_and_infinities():
+    """max(x, 0): −∞ gives 0 (not NaN), NaN stays NaN; the gradient passes where the output is not
+    <= 0, so through NaN and not at 0 (torch.nn.functional.relu's forward and threshold_backward)."""
+    x = np.array([-np.inf, -1.0, 0.0, 2.0, np.inf, np.nan])
+    layer = ReLU()
+    np.testing.assert_array_equal(layer.forward(x), [0.0, 0.0, 0.0, 2.0, np.inf, np.nan])
+    np.testing.assert_array_equal(layer.backward(np.full(6, 3.0)), [0.0, 0.0, 0.0, 3.0, 3.0, 3.0])
+    half = ReLU()
+    assert half.forward(x.astype(np.float16)).dtype == np.float16
+    assert half.backward(np.ones(6, np.float16)).dtype == np.float16

@@ -63,6 +63,13 @@ def test_conv_matches_oracle(rng, cfg, dtype):
     check_conv_nd(rng, cfg, dtype)
 
 
+@pytest.mark.parametrize("cfg", ND_CONVS)
+def test_conv_one_gemm_per_image_matches_oracle(monkeypatch, rng, cfg):
+    """The cases' small outputs fold on the CPU: the same forced to a GEMM per image."""
+    monkeypatch.setattr("xpconv._plan.FOLDED_MAX_PIXELS", 0)
+    check_conv_nd(rng, cfg, np.float64, algorithm="im2col")
+
+
 @pytest.mark.parametrize("cfg", ND_CONVS[::2])
 def test_conv_one_sample_a_chunk_matches_oracle(rng, cfg):
     check_conv_nd(rng, cfg, np.float64, workspace_bytes=1)

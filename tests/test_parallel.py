@@ -152,3 +152,29 @@ def test_kernels_raise_no_floating_point_warnings():
     assert np.isinf(im2col[0, 0, 7:10, 7:10]).all() and np.isinf(im2col[0]).sum() == 9 * 32
     assert np.isnan(winograd[0, 0, 4:12, 4:12]).all() and np.isnan(winograd[0]).sum() == 64 * 32
     assert np.isfinite(im2col[1:]).all() and np.isfinite(winograd[1:]).all()
+
+
+def test_small_calls_run_in_the_calling_thread(monkeypatch):
+    """A call whose scratch and arithmetic are small (LeNet's layers) runs its chunks in the calling
+    thread whatever the worker count; a large one is cut into a chunk per core, shared among them."""
+    from xpconv import _parallel
+    from xpconv._chunking import PARALLEL_MIN_BYTES, batch_chunks
+
+    pytest.importorskip("threadpoolctl")
+    monkeypatch.setenv("XPCONV_NUM_THREADS", "2")
+    handed = []
+    real_pool = _parallel._pool
+    monkeypatch.setattr(_parallel, "_pool", lambda workers: handed.append(workers) or real_pool(workers))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 6, 14, 14), dtype=np.float32)
+    w = rng.standard_normal((16, 6, 5, 5), dtype=np.float32)
+    xpconv.conv2d_backward(rng.standard_normal((60, 16, 10, 10), dtype=np.float32), x, w)
+    xpconv.max_pool2d(x, 2, return_indices=True)
+    assert handed == []
+    assert not batch_chunks(60, 1000, 2**30, np).parallel
+    large = batch_chunks(60, PARALLEL_MIN_BYTES // 60 + 1, 2**30, np)
+    assert large.parallel and len(large) >= min(60, _parallel.available_cores())
+    assert batch_chunks(32, 0, 2**30, np, flops=1e9).parallel  # all arithmetic: a 1x1 convolution
+    x = rng.standard_normal((32, 64, 56, 56), dtype=np.float32)
+    xpconv.max_pool2d(x, 2)
+    assert handed == [2] or _parallel.available_cores() == 1

@@ -17,7 +17,10 @@ An explicit ``workspace_bytes`` bounds it on both.  Every chunk holds at least o
 Chunks are cut by a rule of the shapes and the workspace alone, never of the worker count, so that
 results (a weight gradient summed chunk by chunk) are the same bits whatever ``XPCONV_NUM_THREADS``
 says: each chunk within the cache target and its share of the workspace among the machine's cores
-(on the CPU) or the workspace (on CUDA), as few chunks as that allows, of equal sizes (±1).
+(on the CPU) or the workspace (on CUDA), as few chunks as that allows, of equal sizes (±1); on the
+CPU a call large enough to share (:data:`PARALLEL_MIN_BYTES`, :data:`PARALLEL_MIN_FLOPS`) at least
+one chunk per core, which :func:`xpconv._parallel.map_chunks` hands to the worker threads, and a
+smaller one runs in the calling thread.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from types import ModuleType
 import numpy as np
 
 from ._checks import as_positive_int
-from ._parallel import available_cores
+from ._parallel import Chunks, available_cores
 from ._types import Array
 
 DEFAULT_WORKSPACE_BYTES = 64 * 2**20  # scratch memory per call, beyond inputs, outputs and gradients
@@ -35,6 +38,13 @@ DEFAULT_WORKSPACE_BYTES = 64 * 2**20  # scratch memory per call, beyond inputs, 
 # 70 ms at 4 MiB and 74 ms at 32 MiB; resnet 139 / 136 / 164 ms (and 340 ms with one 64 MiB
 # chunk, single-threaded, at the start).
 CACHE_CHUNK_BYTES = 8 * 2**20
+# Handing chunks to worker threads costs their wake-up and the moving of data between the cores'
+# caches; measured on 2 cores, a LeNet-5 training step (batch 60, every call's scratch under 10
+# MiB) took 7.2 ms in the calling thread against 9.0 ms with its chunks on 2 workers.
+# A 1x1 convolution copies no patches but is all arithmetic: the bench's pointwise layer (0.8
+# GFLOP, 13 MiB of input) took 10.4 ms forward in one thread and 6.4 ms on two.
+PARALLEL_MIN_BYTES = 16 * 2**20
+PARALLEL_MIN_FLOPS = 1e8
 DEVICE_WORKSPACE_SHARE = 4  # on CUDA: a quarter of the free memory ...
 MAX_DEVICE_WORKSPACE_BYTES = 16 * 2**30  # ... at most 16 GiB
 
@@ -50,19 +60,29 @@ def workspace_limit(workspace_bytes: int | None, x: Array) -> int:
 
 
 def batch_chunks(
-    n: int, per_sample_bytes: int, limit: int, xp: ModuleType, cache_bytes: int = CACHE_CHUNK_BYTES
-) -> list[slice]:
+    n: int,
+    per_sample_bytes: int,
+    limit: int,
+    xp: ModuleType,
+    cache_bytes: int = CACHE_CHUNK_BYTES,
+    flops: float = 0.0,
+) -> Chunks:
     """Slices of a batch of ``n`` whose scratch (``per_sample_bytes`` a sample) fits ``limit``
-    shared among the cores (and, on the CPU, about ``cache_bytes``), of equal sizes; on the CPU at
-    least one chunk per core (a call whose scratch is small still keeps every core busy).  The
-    count depends on the shapes, the workspace and the machine's cores, never on the worker
-    threads: results are the same bits with any ``XPCONV_NUM_THREADS``."""
+    shared among the cores (and, on the CPU, about ``cache_bytes``), of equal sizes.  On the CPU a
+    call whose scratch reaches :data:`PARALLEL_MIN_BYTES`, or whose arithmetic (``flops``, the
+    whole call's) reaches :data:`PARALLEL_MIN_FLOPS`, is cut into at least one chunk per core, to
+    be shared among the worker threads; a smaller one runs in the calling thread.  The count
+    depends on the shapes, the workspace and the machine's cores, never on the worker threads:
+    results are the same bits with any ``XPCONV_NUM_THREADS``."""
     cores = 1 if xp is not np else available_cores()
     budget = limit if xp is not np else min(cache_bytes, limit // cores)
     size = max(1, budget // max(per_sample_bytes, 1))
-    count = max(-(-n // size), min(n, cores))  # on the CPU at least a chunk per core, whatever the scratch
+    count = -(-n // size)
+    parallel = xp is np and (n * per_sample_bytes >= PARALLEL_MIN_BYTES or flops >= PARALLEL_MIN_FLOPS)
+    if parallel:
+        count = max(count, min(n, cores))
     if count == 0:
-        return []
+        return Chunks([], parallel)
     q, r = divmod(n, count)  # the larger chunks first: a thread's scratch buffers never grow midway
     bounds = [k * q + min(k, r) for k in range(count + 1)]
-    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:], strict=False)]
+    return Chunks([slice(start, stop) for start, stop in zip(bounds, bounds[1:], strict=False)], parallel)

@@ -19,6 +19,7 @@ Pooling and transposed convolution are described by the same :class:`ConvGeometr
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,7 +60,8 @@ def _kernel_axes(dims: int) -> str:
 @dataclass(frozen=True)
 class ConvGeometry:
     """Every size of one convolution, computed once from the shapes and hyperparameters; the
-    spatial ones are tuples with one entry per axis."""
+    spatial ones are tuples with one entry per axis.  The derived sizes the loops read most
+    (``out``, ``padded``, ``taps``, ``pixels``) are computed on first use and kept."""
 
     n: int
     c: int
@@ -76,11 +78,11 @@ class ConvGeometry:
         """Spatial axes."""
         return len(self.size)
 
-    @property
+    @functools.cached_property
     def padded(self) -> tuple[int, ...]:
         return tuple(s + b + a for s, (b, a) in zip(self.size, self.pad, strict=True))
 
-    @property
+    @functools.cached_property
     def out(self) -> tuple[int, ...]:
         """Output size per axis (:func:`output_size`)."""
         return tuple(
@@ -88,12 +90,12 @@ class ConvGeometry:
             for s, k, st, (b, a), d in zip(self.size, self.kernel, self.stride, self.pad, self.dilation, strict=True)
         )
 
-    @property
+    @functools.cached_property
     def taps(self) -> int:
         """Kernel offsets a window reads: the product of the kernel's sizes."""
         return math.prod(self.kernel)
 
-    @property
+    @functools.cached_property
     def pixels(self) -> int:
         """Output pixels a plane: the product of the output's sizes."""
         return math.prod(self.out)

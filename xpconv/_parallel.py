@@ -146,10 +146,23 @@ def blas_single_threaded(xp: ModuleType) -> contextlib.AbstractContextManager[An
     to one thread throughout, also for the small products made outside the chunks (a Winograd
     filter transform).  A BLAS call left at two threads wakes the BLAS's own threads, which then
     spin and take the cores from the workers: measured, the cifar Winograd forward took 47 ms with
-    its filter transform outside the limit and 24 ms inside."""
-    if workers_for(xp) <= 1:
+    its filter transform outside the limit and 24 ms inside.
+
+    It holds with one worker too: a BLAS on two threads may sum a product in another order than on
+    one (OpenBLAS 0.3.20, NumPy 1.23's, does for these small GEMMs), and results must be the same
+    bits whatever ``XPCONV_NUM_THREADS`` is."""
+    if xp is not np or _controller() is None:
         return contextlib.nullcontext()
     return _controller().limit(limits=1, user_api="blas")
+
+
+class Chunks(list):
+    """The slices of a batch (:func:`xpconv._chunking.batch_chunks`), and whether their work is
+    worth sharing among worker threads (``parallel``) or cut only to stay in cache."""
+
+    def __init__(self, slices: list[slice], parallel: bool) -> None:
+        super().__init__(slices)
+        self.parallel = parallel
 
 
 def map_chunks(
@@ -158,12 +171,13 @@ def map_chunks(
     chunks: list[slice],
     consume: Callable[[Any], None] | None = None,
 ) -> None:
-    """``fn(chunk)`` for every chunk, on ``workers_for(xp)`` threads when above one; each result
-    is handed to ``consume`` in chunk order as soon as it and those before it are done, so that
-    sums over chunks do not depend on thread timing and results are not all held at once."""
+    """``fn(chunk)`` for every chunk, on ``workers_for(xp)`` threads when above one and the chunks
+    are :class:`Chunks` worth sharing (in the calling thread otherwise); each result is handed to
+    ``consume`` in chunk order as soon as it and those before it are done, so that sums over chunks
+    depend neither on thread timing nor on the worker count, and results are not all held at once."""
     workers = workers_for(xp)
     consume = consume or (lambda result: None)
-    if workers <= 1 or len(chunks) <= 1:
+    if workers <= 1 or len(chunks) <= 1 or not getattr(chunks, "parallel", True):
         for chunk in chunks:
             consume(fn(chunk))
         return

@@ -9,7 +9,10 @@ over the kernel's offsets, adding each offset's strided window back; no Python l
 output positions.
 
 The folded layout puts a chunk's images side by side in the GEMMs' columns: patches
-``(G, Cg·K, B·P)`` (``K`` taps, ``P`` output pixels), products and output gradients ``(O, B·P)``.  Its four steps —
+``(G, Cg·K, B·P)`` (``K`` taps, ``P`` output pixels), products and output gradients ``(O, B·P)``;
+on NumPy, for small outputs, the columns run pixel by pixel with the images innermost (``P·B``),
+so that the patch copies and col2im move long rows (the batch laid out last: ``(C, *padded, B)``).
+Its four steps —
 :func:`folded_patches`, :func:`folded_output`, :func:`channel_major`, :func:`folded_col2im` — are
 the one place the im2col path differs by device: NumPy views and copies here, on CUDA one kernel
 each (:mod:`xpconv._cuda.patches`), with the padding and the casts folded in.
@@ -18,45 +21,67 @@ each (:mod:`xpconv._cuda.patches`), with the padding and the casts folded in.
 from __future__ import annotations
 
 import itertools
+import math
 from types import ModuleType
 
 import numpy as np
 
 from ._cuda import patches as kernels
 from ._geometry import ConvGeometry
+from ._plan import FOLDED_MAX_PIXELS
 from ._types import Array, DTypeLike
 from ._workspace import scratch
 
 
-def pad_input(xp: ModuleType, x: Array, g: ConvGeometry, out: Array | None = None, value: float = 0.0) -> Array:
+def _at(spatial: tuple, batch_last: bool) -> tuple:
+    """The index of ``spatial`` (one entry per spatial axis) in every image and channel of a batch
+    laid out (B, C, *spatial), or (C, *spatial, B) with ``batch_last``."""
+    every = slice(None)
+    return (every, *spatial, every) if batch_last else (every, every, *spatial)
+
+
+def pad_input(
+    xp: ModuleType, x: Array, g: ConvGeometry, out: Array | None = None, value: float = 0.0, batch_last: bool = False
+) -> Array:
     """Pad a batch with ``value`` (zero for a convolution, −∞ for max pooling):
-    (B, C, *size) -> (B, C, *padded), writing each axis's two margins and the interior once each
-    (NumPy; the CUDA kernels fold the padding into their bounds tests).
+    (B, C, *size) -> (B, C, *padded), or with ``batch_last`` -> (C, *padded, B) (the folded
+    layout's, NumPy), writing each axis's two margins and the interior once each (NumPy; the CUDA
+    kernels fold the padding into their bounds tests).
 
     Writes into ``out`` when given (any contents), else into a new array.
     """
-    if not any(map(any, g.pad)):
+    if not any(map(any, g.pad)) and not batch_last:
         return x
-    x_pad = xp.empty((x.shape[0], g.c, *g.padded), dtype=x.dtype) if out is None else out
+    b = x.shape[0]
+    shape = (g.c, *g.padded, b) if batch_last else (b, g.c, *g.padded)
+    x_pad = xp.empty(shape, dtype=x.dtype) if out is None else out
     for axis, ((before, after), padded) in enumerate(zip(g.pad, g.padded, strict=True)):
-        lead = (slice(None),) * (2 + axis)
+        lead = (slice(None),) * ((1 if batch_last else 2) + axis)
         first, last = (*lead, slice(0, before)), (*lead, slice(padded - after, padded))
         x_pad[first] = value
         x_pad[last] = value
-    inside = (slice(None), slice(None), *g.interior())
-    x_pad[inside] = x
+    source = x.transpose(1, *range(2, 2 + g.dims), 0) if batch_last else x  # (B, C, *size) -> (C, *size, B)
+    x_pad[_at(g.interior(), batch_last)] = source
     return x_pad
 
 
-def windows(xp: ModuleType, x_pad: Array, g: ConvGeometry) -> Array:
+def windows(xp: ModuleType, x_pad: Array, g: ConvGeometry, batch_last: bool = False) -> Array:
     """Every kernel offset's window of a padded batch, as a read-only view:
     (B, C, *padded) -> (B, C, *kernel, *out), where ``[:, :, *k]`` is offset ``k``'s
-    ``(B, C, *out)`` window.  Elements repeat in memory: never write into it."""
-    sb, sc, *spatial = x_pad.strides
-    shape = (x_pad.shape[0], g.c, *g.kernel, *g.out)
+    ``(B, C, *out)`` window; with ``batch_last`` (C, *padded, B) -> (C, *kernel, *out, B).
+    Elements repeat in memory: never write into it."""
+    if batch_last:
+        sc, *spatial, sb = x_pad.strides
+    else:
+        sb, sc, *spatial = x_pad.strides
+    b = x_pad.shape[-1] if batch_last else x_pad.shape[0]
     taps = [s * d for s, d in zip(spatial, g.dilation, strict=True)]
     steps = [s * st for s, st in zip(spatial, g.stride, strict=True)]
-    return xp.lib.stride_tricks.as_strided(x_pad, shape, (sb, sc, *taps, *steps))
+    if batch_last:
+        shape, strides = (g.c, *g.kernel, *g.out, b), (sc, *taps, *steps, sb)
+    else:
+        shape, strides = (b, g.c, *g.kernel, *g.out), (sb, sc, *taps, *steps)
+    return xp.lib.stride_tricks.as_strided(x_pad, shape, strides)
 
 
 def im2col(xp: ModuleType, x_pad: Array, g: ConvGeometry, out: Array | None = None) -> Array:
@@ -73,78 +98,113 @@ def im2col(xp: ModuleType, x_pad: Array, g: ConvGeometry, out: Array | None = No
     return cols
 
 
-def col2im(xp: ModuleType, cols: Array, g: ConvGeometry, out: Array | None = None) -> Array:
-    """Adjoint of :func:`im2col`: (B, C, *kernel, *out) -> (B, C, *size), summing overlaps.
+def col2im(xp: ModuleType, cols: Array, g: ConvGeometry, out: Array | None = None, batch_last: bool = False) -> Array:
+    """Adjoint of :func:`im2col`: (B, C, *kernel, *out) -> (B, C, *size), summing overlaps; with
+    ``batch_last`` (C, *kernel, *out, B) -> (C, *size, B).
 
     Each kernel offset adds its strided window back with ``+=`` (deterministic, no scatter with
-    ``add.at``); ``out``, when given, is a (B, C, *padded) buffer to accumulate in (any contents).
-    The padding is cropped at the end (a view).
+    ``add.at``); ``out``, when given, is a padded buffer to accumulate in (any contents).  The
+    padding is cropped at the end (a view).
     """
-    b = cols.shape[0]
-    if g.is_pointwise:
-        return cols.reshape(b, g.c, *g.size)  # (B, C, 1..., *size) -> (B, C, *size)
-    x_pad = xp.empty((b, g.c, *g.padded), dtype=cols.dtype) if out is None else out
+    if g.is_pointwise and not batch_last:
+        return cols.reshape(cols.shape[0], g.c, *g.size)  # (B, C, 1..., *size) -> (B, C, *size)
+    b = cols.shape[-1] if batch_last else cols.shape[0]
+    shape = (g.c, *g.padded, b) if batch_last else (b, g.c, *g.padded)
+    x_pad = xp.empty(shape, dtype=cols.dtype) if out is None else out
     x_pad[...] = 0
-    every = (slice(None), slice(None))
     for offset in itertools.product(*map(range, g.kernel)):
-        window, tap = (*every, *g.window(offset)), (*every, *offset)
-        x_pad[window] += cols[tap]
-    inside = (*every, *g.interior())
-    return x_pad[inside]
+        x_pad[_at(g.window(offset), batch_last)] += cols[_at(offset, batch_last)]
+    return x_pad[_at(g.interior(), batch_last)]
 
 
 # --- the folded layout: the chunk's images side by side in the GEMMs' columns ------------------
 
 
+def _images_last(pixels: int) -> bool:
+    """On NumPy, the order of the folded columns: pixel by pixel with the images innermost (P·B) for
+    outputs of at most :data:`xpconv._plan.FOLDED_MAX_PIXELS` pixels, whose rows are then long
+    enough for the patch copies and col2im (the measurements are in :mod:`xpconv._plan`); image by
+    image (B·P) for larger ones (the grouped layers'), as on CUDA, where the transposes would cost
+    more than they save (depthwise 56x56 measured 5-10% slower)."""
+    return pixels <= FOLDED_MAX_PIXELS
+
+
 def folded_patches(xp: ModuleType, x: Array, batch: slice, g: ConvGeometry, dtype: DTypeLike) -> Array:
-    """The chunk's patches in scratch, in ``dtype``: -> (G, Cg·K, B·P).  NumPy: one copy of the
-    padded chunk's windows (which also casts a float16 input); CUDA: the im2col kernel."""
+    """The chunk's patches in scratch, in ``dtype``: -> (G, Cg·K, B·P) or, on NumPy for small
+    outputs, (G, Cg·K, P·B) (:func:`_images_last`).  NumPy: one copy of the padded chunk's windows
+    (which also casts a float16 input); CUDA: the im2col kernel.  The four folded steps agree on
+    the order, and the GEMMs between them ignore it."""
     b = batch.stop - batch.start
     k = g.c // g.groups * g.taps
     if xp is not np:
         cols = scratch(xp, "cols", (g.groups, k, b * g.pixels), dtype)
         return kernels.im2col(xp, x[batch], g, cols)
-    x_pad = pad_input(xp, x[batch], g, out=scratch(xp, "x_pad", (b, g.c, *g.padded), x.dtype))
-    cols = scratch(xp, "cols", (g.c, *g.kernel, b, *g.out), dtype)
-    d = g.dims
-    # (B, C, *kernel, *out) -> (C, *kernel, B, *out)
-    cols[...] = windows(xp, x_pad, g).transpose(1, *range(2, 2 + d), 0, *range(2 + d, 2 + 2 * d))
-    return cols.reshape(g.groups, k, b * g.pixels)  # -> (G, K, B·P)
+    last = _images_last(g.pixels)
+    shape = (g.c, *g.padded, b) if last else (b, g.c, *g.padded)
+    x_pad = pad_input(xp, x[batch], g, out=scratch(xp, "x_pad", shape, x.dtype), batch_last=last)
+    if last:
+        cols = scratch(xp, "cols", (g.c, *g.kernel, *g.out, b), dtype)
+        cols[...] = windows(xp, x_pad, g, batch_last=True)  # (C, *kernel, *out, B)
+    else:
+        d = g.dims
+        cols = scratch(xp, "cols", (g.c, *g.kernel, b, *g.out), dtype)
+        # (B, C, *kernel, *out) -> (C, *kernel, B, *out)
+        cols[...] = windows(xp, x_pad, g).transpose(1, *range(2, 2 + d), 0, *range(2 + d, 2 + 2 * d))
+    return cols.reshape(g.groups, k, b * g.pixels)  # -> (G, K, P·B) or (G, K, B·P)
 
 
 def folded_output(xp: ModuleType, prod: Array, bias: Array | None, out: Array) -> Array:
-    """A product (O, B·P) to ``out`` (B, O, *out), plus ``bias`` (O,) when given (a transpose and an
-    add on NumPy, one kernel on CUDA)."""
+    """A product (O, B·P) (or (O, P·B), :func:`_images_last`) to ``out`` (B, O, *out), plus ``bias``
+    (O,) when given (a transpose and an add on NumPy, one kernel on CUDA)."""
     if xp is not np:
         return kernels.from_channel_major(xp, prod, bias, out)
     b, o, *size = out.shape
-    view = prod.reshape(o, b, *size).transpose(1, 0, *range(2, 2 + len(size)))  # (O, B·P) -> (B, O, *out)
+    d = len(size)
+    if _images_last(math.prod(size)):
+        view = prod.reshape(o, *size, b).transpose(d + 1, 0, *range(1, d + 1))  # (O, P·B) -> (B, O, *out)
+    else:
+        view = prod.reshape(o, b, *size).transpose(1, 0, *range(2, 2 + d))  # (O, B·P) -> (B, O, *out)
     if bias is None:
         out[...] = view
     else:
-        xp.add(view, bias.reshape(1, o, *[1] * len(size)), out=out)  # (O,) -> (1, O, 1...)
+        xp.add(view, bias.reshape(1, o, *[1] * d), out=out)  # (O,) -> (1, O, 1...)
     return out
 
 
 def channel_major(xp: ModuleType, y: Array, dtype: DTypeLike) -> Array:
-    """An output gradient ``y`` (B, O, *out) as a GEMM operand in scratch, in ``dtype``: -> (O, B·P)."""
+    """An output gradient ``y`` (B, O, *out) as a GEMM operand in scratch, in ``dtype``: -> (O, B·P)
+    (or (O, P·B), the order of :func:`folded_patches`' columns)."""
     b, o = y.shape[:2]
     out = scratch(xp, "go", (o, y.size // max(1, o)), dtype)
     if xp is not np:
         return kernels.to_channel_major(xp, y, out)
-    out.reshape(o, b, -1)[...] = y.reshape(b, o, -1).transpose(1, 0, 2)  # (B, O, P) -> (O, B, P)
+    if _images_last(y.size // max(1, b * o)):
+        out.reshape(o, -1, b)[...] = y.reshape(b, o, -1).transpose(1, 2, 0)  # (B, O, P) -> (O, P, B)
+    else:
+        out.reshape(o, b, -1)[...] = y.reshape(b, o, -1).transpose(1, 0, 2)  # (B, O, P) -> (O, B, P)
     return out
 
 
 def folded_col2im(xp: ModuleType, grad_cols: Array, g: ConvGeometry, out: Array, bias: Array | None = None) -> Array:
-    """The patch gradient (C·K, B·P) back to the image: writes ``out`` (B, C, *size), plus ``bias``
-    (C,) when given.  NumPy: col2im's loop over a view; CUDA: one gather kernel."""
+    """The patch gradient (C·K, B·P) (or (C·K, P·B), :func:`_images_last`) back to the image:
+    writes ``out`` (B, C, *size), plus ``bias`` (C,) when given.  NumPy: col2im's loop over the
+    columns, then, images last, one transposing copy; CUDA: one gather kernel."""
     if xp is not np:
         return kernels.col2im(xp, grad_cols, g, bias, out)
     b, d = out.shape[0], g.dims
-    # (C·K, B·P) -> (C, *kernel, B, *out) -> (B, C, *kernel, *out), a view
-    cols = grad_cols.reshape(g.c, *g.kernel, b, *g.out).transpose(d + 1, 0, *range(1, d + 1), *range(d + 2, 2 * d + 2))
-    out[...] = col2im(xp, cols, g, out=scratch(xp, "grad_x_pad", (b, g.c, *g.padded), grad_cols.dtype))
-    if bias is not None:
-        out += bias.reshape(1, g.c, *[1] * d)  # (C,) -> (1, C, 1...)
+    if _images_last(g.pixels):
+        cols = grad_cols.reshape(g.c, *g.kernel, *g.out, b)  # (C·K, P·B) -> (C, *kernel, *out, B)
+        padded = scratch(xp, "grad_x_pad", (g.c, *g.padded, b), grad_cols.dtype)
+        image = col2im(xp, cols, g, out=padded, batch_last=True)  # (C, *size, B)
+        source = image.transpose(d + 1, 0, *range(1, d + 1))  # -> (B, C, *size)
+    else:
+        # (C·K, B·P) -> (C, *kernel, B, *out) -> (B, C, *kernel, *out), a view
+        cols = grad_cols.reshape(g.c, *g.kernel, b, *g.out).transpose(
+            d + 1, 0, *range(1, d + 1), *range(d + 2, 2 * d + 2)
+        )
+        source = col2im(xp, cols, g, out=scratch(xp, "grad_x_pad", (b, g.c, *g.padded), grad_cols.dtype))
+    if bias is None:
+        out[...] = source
+    else:
+        xp.add(source, bias.reshape(1, g.c, *[1] * d), out=out)  # (C,) -> (1, C, 1...)
     return out

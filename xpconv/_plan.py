@@ -6,8 +6,8 @@
 
 * **CPU** (NumPy).  ``"auto"``: Winograd F(4×4, 3×3) where it applies with both channel counts
   at least 32 and 12×12 output pixels (measured faster there: :data:`WINOGRAD_MIN_CHANNELS`), else
-  im2col.  im2col runs a GEMM per sample, or for grouped convolutions one per chunk with the
-  chunk's images folded into its columns; its input gradient is, at stride 1 where the output has
+  im2col.  im2col runs a GEMM per sample, or, for grouped convolutions and outputs of at most
+  :data:`FOLDED_MAX_PIXELS` pixels, one per chunk with the chunk's images folded into its columns; its input gradient is, at stride 1 where the output has
   no more channels than the input, the correlation of the output gradient with the flipped,
   transposed kernel, else the col2im adjoint.  Winograd's input gradient is its own forward of the
   output gradient.
@@ -50,6 +50,16 @@ ALGORITHMS = ("auto", "im2col", "winograd", "direct")
 # this; CUDA uses the same rule.
 WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_MIN_PIXELS = 12 * 12
+
+# On the CPU, im2col folds a chunk's images into one GEMM (columns pixel by pixel, the images
+# innermost: long rows for the patch copies and col2im) for grouped convolutions, and where the
+# output is small: per-sample time / folded time, forward and backward, 2 cores, float32, side by
+# side in alternating blocks:  64x16x7x7->32 3x3: 1.0, 1.24-1.39;  16x256x4x4->256: 1.24-1.37,
+# 1.58-1.96;  60x6x14x14->16 5x5 (LeNet's second layer, 10x10 out): 0.97-1.00, 1.02-1.15;
+# 64x16x14x14->32 3x3 (196 pixels out): 0.94-1.14, 1.14-1.24;  32x64x14x14->64: 0.88-0.99,
+# 0.99-1.07;  one channel in, 28x28 (mnist, LeNet's first layer): 0.57-0.81, 0.41-0.61;  the
+# large bench shapes 0.51-1.0.  Hence: folded where the output has at most 100 pixels.
+FOLDED_MAX_PIXELS = 100
 
 # On CUDA the direct kernels write only their outputs, in one launch forward and three backward,
 # where im2col writes a patch matrix K times the input and launches twice as often.  Chosen by
@@ -111,7 +121,8 @@ def conv_plan(xp: ModuleType, g: ConvGeometry, algorithm: str, dtype: DTypeLike 
         return ConvPlan(device, "winograd", "per-sample", input_gradient=through)
     # the transposed correlation's patches are no larger than col2im's where O <= C
     through = "col2im" if g.o > g.c or transposed_geometry(g) is None else "transposed"
-    return ConvPlan(device, "im2col", "folded" if g.groups > 1 else "per-sample", input_gradient=through)
+    folded = g.groups > 1 or g.pixels <= FOLDED_MAX_PIXELS
+    return ConvPlan(device, "im2col", "folded" if folded else "per-sample", input_gradient=through)
 
 
 def _auto(device: str, g: ConvGeometry) -> str:

@@ -260,7 +260,7 @@ def winograd_forward(
         y[batch] = pixels.transpose(1, 0, 2, 3)  # (O, B, oh, ow) -> (B, O, oh, ow)
 
     per_sample = _scratch_per_sample(g, g_tiles, th, tw, acc.itemsize)
-    map_chunks(xp, run, batch_chunks(g.n, per_sample, limit, xp))
+    map_chunks(xp, run, batch_chunks(g.n, per_sample, limit, xp, flops=g.flops))
 
 
 def winograd_weight_gradient(
@@ -295,6 +295,6 @@ def winograd_weight_gradient(
         return xp.matmul(dm.transpose(1, 0, 2), u.transpose(0, 2, 1)), grad_b_part
 
     per_sample = _scratch_per_sample(g, g_tiles, th, tw, acc.itemsize)
-    map_chunks(xp, run, batch_chunks(g.n, per_sample, limit, xp), consume=total)
+    map_chunks(xp, run, batch_chunks(g.n, per_sample, limit, xp, flops=g.flops), consume=total)
     total.finish()
     filter_gradient(xp, grad_w_t, m, out=grad_w)  # (a², O, C) -> (O, C, 3, 3)

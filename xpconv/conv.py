@@ -242,12 +242,12 @@ def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, limit: int, plan: Con
     w_g = weight.reshape(g.groups, og, k)  # (O, Cg, *kernel) -> (G, Og, K)
     if plan.layout != "per-sample":
         per_sample = _per_sample(plan, g, acc.itemsize, backward=False)
-        chunks = batch_chunks(g.n, per_sample, limit, xp, CACHE_CHUNK_BYTES)
+        chunks = batch_chunks(g.n, per_sample, limit, xp, CACHE_CHUNK_BYTES, g.flops)
         folded = _gemm_forward_pointwise if plan.layout == "pointwise" else _gemm_forward_folded
         folded(xp, x, w_g, bias, y, g, chunks)
         return
     per_sample = _scratch_per_sample(g, acc.itemsize, backward=False)
-    chunks = batch_chunks(g.n, per_sample, limit, xp, FORWARD_CACHE_BYTES)
+    chunks = batch_chunks(g.n, per_sample, limit, xp, FORWARD_CACHE_BYTES, g.flops)
 
     def run(batch):
         b = batch.stop - batch.start
@@ -483,7 +483,7 @@ def _convolution_backward(
             grad_x = xp.empty(x.shape, dtype=dtype if plan.on_cuda else acc)
             grad_w = xp.empty(weight.shape, dtype=acc)  # written by the chunks' sum
             grad_b = xp.empty(g.o, dtype=acc) if with_bias else None
-            chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp)
+            chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp, flops=g.flops)
             _gemm_backward(xp, grad_output, x, w, grad_x, grad_w, grad_b, g, chunks, plan)
         else:
             grad_w, grad_b = weight_gradient(xp, grad_output, x, g, limit, plan, with_bias)
@@ -515,7 +515,7 @@ def input_gradient(
         if plan.input_gradient == "winograd":
             return cuda_winograd.input_gradient(xp, grad_output, weight, g, limit, bias)
         grad_x = xp.empty(g.input_shape, dtype=grad_output.dtype)
-        chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp)
+        chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp, flops=g.flops)
         _gemm_backward(xp, grad_output, None, weight.astype(acc, copy=False), grad_x, None, None, g, chunks, plan, bias)
         return grad_x
     w = xp.ascontiguousarray(weight.astype(acc, copy=False))
@@ -526,7 +526,7 @@ def input_gradient(
     elif plan.input_gradient == "transposed" and g_t is not None:
         _gemm_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, limit, plan)
     else:
-        chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp)
+        chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp, flops=g.flops)
         _gemm_backward(xp, grad_output, None, w, grad_x, None, None, g, chunks, plan)
     if bias is not None:
         add_bias(xp, grad_x, bias.astype(acc, copy=False), 1, out=grad_x)
@@ -551,7 +551,7 @@ def weight_gradient(
     if plan.algorithm == "winograd":
         winograd_weight_gradient(xp, grad_output, x, grad_w, grad_b, g, limit)
     else:
-        chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp)
+        chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp, flops=g.flops)
         _gemm_backward(xp, grad_output, x, None, None, grad_w, grad_b, g, chunks, plan)
     return grad_w, grad_b
 

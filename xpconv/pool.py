@@ -853,17 +853,30 @@ def _picks(win: Array, best: Array, g: ConvGeometry, out: Array) -> Array:
     the first one inside the input, move on to a value that is greater, or NaN.  That is: the last
     NaN if there is one, else the first maximum (``best``, the windows' maxima), and the first tap
     inside the input where every input value is −∞ (the padding is −∞ too, and must not be
-    picked).  Written into ``out`` (B, C, *out)."""
+    picked).  Written into ``out`` (B, C, *out).
+
+    A tap's place is linear in its offset: the place of the window's first tap plus a constant of
+    the offset (``_tap_steps``).  So the first maximum's place is summed from boolean masks, offset
+    by offset (vectorised integer arithmetic: on LeNet's first pooling, 60×6×28×28 in 2×2 windows,
+    0.2 ms, against 1.0 ms for a masked copy of each offset's places, NumPy's ``copyto(where=)``
+    branching on every element).  NaNs and all −∞ windows, rare, take the masked copies."""
     offsets = _offsets(g.kernel)
-    places, first = _tap_places(g.size, g.kernel, g.stride, g.dilation, g.pad_before, g.out)  # (K, *out), (*out)
-    for k in reversed(range(len(offsets))):  # the first maximum is written last
-        np.copyto(out, places[k], where=win[offsets[k]] == best)
-    if np.isnan(best).any():
+    base, steps = _tap_steps(g.size, g.kernel, g.stride, g.dilation, g.pad_before, g.out)  # (*out), (K,)
+    found = win[offsets[0]] == best
+    step = np.zeros(best.shape, dtype=np.int64)  # the first maximum's offset step
+    for k in range(1, len(offsets)):
+        hit = win[offsets[k]] == best
+        np.greater(hit, found, out=hit)  # a maximum here, none before
+        np.bitwise_or(found, hit, out=found)
+        step += hit * steps[k]
+    np.add(base, step, out=out)
+    if not np.isfinite(best).all():  # NaN windows match no tap; −∞ ones may match the padding
+        places, first = _tap_places(g.size, g.kernel, g.stride, g.dilation, g.pad_before, g.out)  # (K, *out), (*out)
         for k, offset in enumerate(offsets):  # the last NaN is written last
             np.copyto(out, places[k], where=np.isnan(win[offset]))
-    unfound = best == -np.inf
-    if unfound.any():
-        np.copyto(out, first, where=unfound)
+        unfound = best == -np.inf
+        if unfound.any():
+            np.copyto(out, first, where=unfound)
     return out
 
 
@@ -879,11 +892,13 @@ def _route(grad_output: Array, places: Array, g: ConvGeometry, out: Array) -> Ar
     values = grad_output.reshape(b * g.c, -1)
     overlapping = any(s < d * (k - 1) + 1 for s, d, k in zip(g.stride, g.dilation, g.kernel, strict=True))
     nowhere = picks < 0
+    starts = (np.arange(b * g.c) * plane)[:, None]  # each plane's first place in the chunk
     if not overlapping and not nowhere.any():
         rows[...] = 0
-        np.put_along_axis(rows, picks, values, axis=1)
+        # one flat assignment (0.12 ms for LeNet's first pooling; put_along_axis 0.24)
+        rows.reshape(-1)[(picks + starts).reshape(-1)] = values.reshape(-1)
         return out
-    flat = (np.maximum(picks, 0) + (np.arange(b * g.c) * plane)[:, None]).reshape(-1)  # place in the chunk
+    flat = (np.maximum(picks, 0) + starts).reshape(-1)  # place in the chunk
     weights = np.where(nowhere, 0, values).reshape(-1)
     rows[...] = np.bincount(flat, weights=weights, minlength=b * g.c * plane).reshape(rows.shape)
     return out
@@ -893,6 +908,19 @@ def _axis_reads(size, kernel, stride, dilation, before, out) -> np.ndarray:
     """Along one axis, the input coordinate tap ``k`` of window ``p`` reads: (kernel, out), negative
     or past ``size`` in the padding."""
     return np.arange(out)[None, :] * stride - before + np.arange(kernel)[:, None] * dilation
+
+
+@functools.lru_cache(maxsize=64)
+def _tap_steps(size, kernel, stride, dilation, before, out) -> tuple[np.ndarray, np.ndarray]:
+    """The place (row-major flat index in the input plane) of each window's first tap, outside the
+    plane where the padding is, (*out); and each kernel offset's step from it, (K,): offset ``k``
+    of a window reads place ``base + steps[k]``.  Read-only (shared by the threads)."""
+    base = np.zeros((), dtype=np.int64)
+    steps = np.zeros((), dtype=np.int64)
+    for s, k, st, d, p, n in zip(size, kernel, stride, dilation, before, out, strict=True):
+        base = np.add.outer(base * s, np.arange(n) * st - p)
+        steps = np.add.outer(steps * s, np.arange(k) * d)
+    return _read_only(base), _read_only(steps.reshape(-1))
 
 
 @functools.lru_cache(maxsize=64)

@@ -557,17 +557,25 @@ class Tanh(Layer):
 
 
 class ReLU(Layer):
+    """``max(x, 0)``, as ``torch.nn.ReLU``: NaN stays NaN, −∞ gives 0; the gradient passes where the
+    output is not ``<= 0`` (so through a NaN, as PyTorch's), times a mask elsewhere (so an infinite
+    gradient there gives NaN, where PyTorch's ``where`` gives 0: NumPy's ``where`` on a random mask
+    measured 12 times slower than the product, 1.0 against 0.08 ms on LeNet's first ReLU).  Keeps
+    that mask (in training) for the backward."""
+
     _mask: Array | None = None
 
     def forward(self, x: Array) -> Array:
         _check_input(self, x)
+        xp = array_namespace(x)
         with device_scope(x):
-            mask = x > 0
-            self._mask = mask if self.training else None
-            return x * mask
+            y = xp.maximum(x, 0)
+            self._mask = ~(y <= 0) if self.training else None
+            return y
 
     def backward(self, grad_output: Array) -> Array:
         mask, self._mask = _saved(self, self._mask), None
+        array_namespace(grad_output, mask)  # one device
         with device_scope(grad_output):
             return grad_output * mask
 

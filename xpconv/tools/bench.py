@@ -284,26 +284,39 @@ def conv_op(
     op: str, shape: ConvShape, x: Any, w: Any, b: Any, go: Any, algorithm: Algorithm = "auto"
 ) -> Callable[[], object]:
     """The xpconv call that benchmark ``op`` times (``op`` one of ``shape.ops``)."""
-    fwd, bwd = _calls(shape, x, w, b, go, algorithm)
+    forward, backward, step = _calls(shape, x, w, b, go, algorithm)
     part = op.removeprefix(f"{shape.kind}-")
-    if part == "forward":
-        return fwd
-    if part == "backward":
-        return bwd
-    return lambda: (fwd(), bwd())
+    return {"forward": forward, "backward": backward, "train-step": step}[part]
 
 
 def _calls(
     shape: ConvShape, x: Any, w: Any, b: Any, go: Any, algorithm: Algorithm
-) -> tuple[Callable[[], object], Callable[[], object]]:
-    """The forward and the backward call of ``shape``'s kernel on these inputs."""
+) -> tuple[Callable[[], object], Callable[[], object], Callable[[], object]]:
+    """The forward, the backward and the train-step calls of ``shape``'s kernel on these inputs.
+
+    A max pooling trains as ``MaxPool2D`` does and as PyTorch's autograd does: its forward keeps
+    the indices of the maxima, and its backward scatters through them (the backward row reads
+    indices computed once, as PyTorch's backward row reads its graph's)."""
     kw: dict[str, Any] = shape.kwargs
+    if shape.family == "max_pool":
+        pool, pool_backward = POOLINGS["max", shape.dims]
+        _, indices = pool(x, **kw, return_indices=True)
+
+        def step() -> object:
+            _, found = pool(x, **kw, return_indices=True)
+            return pool_backward(go, x, **kw, indices=found)
+
+        return (lambda: pool(x, **kw)), (lambda: pool_backward(go, x, **kw, indices=indices)), step
     if shape.pooling:
-        pool, pool_backward = POOLINGS[shape.family.removesuffix("_pool"), shape.dims]
-        return (lambda: pool(x, **kw)), (lambda: pool_backward(go, x, **kw))
-    kw = {**kw, "algorithm": algorithm}
-    forward, backward = (TRANSPOSED_CONVOLUTIONS if shape.family == "conv_transpose" else CONVOLUTIONS)[shape.dims]
-    return (lambda: forward(x, w, b, **kw)), (lambda: backward(go, x, w, **kw))
+        pool, pool_backward = POOLINGS["avg", shape.dims]
+        forward, backward = (lambda: pool(x, **kw)), (lambda: pool_backward(go, x, **kw))
+    else:
+        kw = {**kw, "algorithm": algorithm}
+        conv, conv_backward = (TRANSPOSED_CONVOLUTIONS if shape.family == "conv_transpose" else CONVOLUTIONS)[
+            shape.dims
+        ]
+        forward, backward = (lambda: conv(x, w, b, **kw)), (lambda: conv_backward(go, x, w, **kw))
+    return forward, backward, lambda: (forward(), backward())
 
 
 def book_op(
