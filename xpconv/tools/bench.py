@@ -133,9 +133,9 @@ CONV_SHAPES = {
     "maxpool": ConvShape(32, 64, (56, 56), 64, 2, 2, 0, kind="max_pool2d"),
     "avgpool": ConvShape(32, 64, (56, 56), 64, 3, 1, 1, kind="avg_pool2d"),
     "transposed": ConvShape(64, 128, (28, 28), 64, 4, 2, 1, kind="conv_transpose2d"),
-    "conv1d": ConvShape(32, 64, (1024,), 64, 9, 1, 4, kind="conv1d"),
-    "conv3d": ConvShape(8, 16, (16, 32, 32), 32, 3, 1, 1, kind="conv3d"),
-    "maxpool3d": ConvShape(8, 32, (16, 32, 32), 32, 2, 2, 0, kind="max_pool3d"),
+    "conv1d": ConvShape(32, 64, (4096,), 64, 9, 1, 4, kind="conv1d"),
+    "conv3d": ConvShape(8, 32, (16, 56, 56), 32, 3, 1, 1, kind="conv3d"),
+    "maxpool3d": ConvShape(8, 32, (16, 56, 56), 32, 2, 2, 0, kind="max_pool3d"),
 }
 DENSE_SHAPES = {"dense-784": (256, 784, 512), "dense-4096": (1024, 4096, 4096)}
 BIAS_SHAPE = (32, 64, 56, 56)
