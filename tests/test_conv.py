@@ -157,3 +157,23 @@ def test_one_gemm_per_image_matches_oracle(monkeypatch, rng, cfg, dtype):
     ungrouped one forced to a GEMM per image, the large layers' layout."""
     monkeypatch.setattr("xpconv._plan.FOLDED_MAX_PIXELS", 0)
     check_against_oracle(rng, cfg, dtype, algorithm="im2col")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape"),
+    [
+        pytest.param((6, 6, 14, 14), (16, 6, 5, 5), id="lenet-second-layer"),  # 16 rows < 150: taken as cols·goᵀ
+        pytest.param((5, 2, 6, 6), (7, 2, 1, 1), id="more-outputs-than-taps"),  # 7 rows >= 2: goᵀ·cols as written
+    ],
+)
+def test_folded_weight_gradient_in_either_orientation(rng, x_shape, w_shape, dtype):
+    """The folded backward's weight gradient, go · colsᵀ, is taken on the CPU with the operand of
+    more rows on the left (and its small result transposed): both orientations against the oracle."""
+    x, wt = random_array(rng, x_shape, dtype), random_array(rng, w_shape, dtype)
+    go = random_array(rng, xpconv.conv2d(x, wt).shape, dtype)
+    grads = xpconv.conv2d_backward(go, x, wt)
+    dx, dw, db = oracle.oracle_conv_grads(go, x, wt, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    assert_close(grads.weight, dw, dtype, "weight")
+    assert_close(grads.input, dx, dtype, "input")
+    assert_close(grads.bias, db, dtype, "bias")

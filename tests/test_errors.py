@@ -205,3 +205,27 @@ def test_pooling_and_transposed_errors(call, exc, words):
         call()
     for word in words:
         assert word in str(info.value), (word, str(info.value))
+
+
+@pytest.mark.parametrize(
+    ("stride", "exc", "words"),
+    [
+        (True, TypeError, ["stride must be an int or a pair of ints", "True"]),
+        ((1, True), TypeError, ["stride", "True"]),
+        (0, ValueError, ["stride must be positive", "0"]),
+        ([1, 0], ValueError, ["stride must be positive"]),
+    ],
+)
+def test_remembered_geometries_still_check(stride, exc, words):
+    """The geometries are remembered for plain arguments: a call with ``stride=1`` first, and a
+    remembered ``1`` is never taken for ``True`` nor a wrong argument for a right one."""
+    conv(stride=1)
+    conv(stride=1)
+    with pytest.raises(exc) as info:
+        conv(stride=stride)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+    with pytest.raises(exc):
+        conv(stride=stride)  # errors are not remembered either
+    with pytest.raises(TypeError, match="kernel_size"):
+        xpconv.max_pool2d(X, kernel_size=(2, True))

@@ -292,10 +292,12 @@ def _max_pool(name, x, kernel_size, stride, padding, dilation, ceil_mode, return
         indices = xp.empty(g.output_shape, dtype=np.int64) if return_indices else None
 
         def run(batch):
-            win = _padded_windows(xp, x, batch, g, -np.inf, dtype)
+            if indices is None:
+                _reduce(_padded_windows(xp, x, batch, g, -np.inf, dtype), "max", y[batch])
+                return
+            win = _searched_windows(xp, x, batch, g, dtype)
             _reduce(win, "max", y[batch])
-            if indices is not None:
-                _picks(win, y[batch], g, out=indices[batch])
+            _picks(win, y[batch], g, out=indices[batch])
 
         map_chunks(xp, run, batch_chunks(g.n, _scratch_per_sample(g, dtype, backward=False), limit, xp))
         return (y, indices) if return_indices else y
@@ -392,7 +394,7 @@ def _max_pool_backward(
 
         def run(batch):
             if indices is None:
-                win = _padded_windows(xp, x, batch, g, -np.inf, dtype)
+                win = _searched_windows(xp, x, batch, g, dtype)
                 best = scratch(np, "best", (batch.stop - batch.start, g.c, *g.out), dtype)
                 _reduce(win, "max", best)
                 places = _picks(win, best, g, out=scratch(np, "places", best.shape, np.int64))
@@ -817,8 +819,8 @@ def _scratch_per_sample(g: ConvGeometry, dtype, backward: bool) -> int:
     gradient (an average pooling's) or its maxima and their places (a max pooling's)."""
     itemsize = np.dtype(dtype).itemsize
     padded = g.c * math.prod(g.padded)
-    if not backward:
-        return padded * itemsize + g.c * g.pixels * (itemsize + 8)
+    if not backward:  # with a max pooling's copy of its windows, at most the padded size (_searched_windows)
+        return 2 * padded * itemsize + g.c * g.pixels * (itemsize + 8)
     return 2 * padded * itemsize
 
 
@@ -829,6 +831,25 @@ def _padded_windows(xp: ModuleType, x: Array, batch: slice, g: ConvGeometry, val
     if any(map(any, g.pad)):
         chunk = pad_input(xp, chunk, g, out=scratch(xp, "x_pad", (b, g.c, *g.padded), dtype), value=value)
     return windows(xp, chunk, g)
+
+
+def _overlapping(g: ConvGeometry) -> bool:
+    """Whether some input pixel lies in two windows."""
+    return any(s < d * (k - 1) + 1 for s, d, k in zip(g.stride, g.dilation, g.kernel, strict=True))
+
+
+def _searched_windows(xp: ModuleType, x: Array, batch: slice, g: ConvGeometry, dtype) -> Array:
+    """The chunk's windows padded with −∞, as a max pooling searches them offset by offset for its
+    maxima and their places: where windows do not overlap, a contiguous copy in scratch (no larger
+    than the padded chunk), which every pass then reads at unit stride.  On LeNet's first pooling
+    (60×6×28×28, 2×2) the copy takes 0.13 ms and saves more: the maxima 0.15 -> 0.05 ms, each
+    offset's comparison 0.04 -> 0.015 ms."""
+    win = _padded_windows(xp, x, batch, g, -np.inf, dtype)
+    if _overlapping(g):
+        return win
+    copy = scratch(xp, "windows", win.shape, dtype)
+    copy[...] = win
+    return copy
 
 
 def _offsets(kernel: tuple[int, ...]) -> list[tuple[slice | int, ...]]:
@@ -863,12 +884,13 @@ def _picks(win: Array, best: Array, g: ConvGeometry, out: Array) -> Array:
     offsets = _offsets(g.kernel)
     base, steps = _tap_steps(g.size, g.kernel, g.stride, g.dilation, g.pad_before, g.out)  # (*out), (K,)
     found = win[offsets[0]] == best
-    step = np.zeros(best.shape, dtype=np.int64)  # the first maximum's offset step
+    small = np.int32 if steps[-1] < 2**31 else np.int64  # half the bytes of int64 (0.1 ms of 0.4)
+    step = np.zeros(best.shape, dtype=small)  # the first maximum's offset step
     for k in range(1, len(offsets)):
         hit = win[offsets[k]] == best
         np.greater(hit, found, out=hit)  # a maximum here, none before
         np.bitwise_or(found, hit, out=found)
-        step += hit * steps[k]
+        step += hit * small(steps[k])
     np.add(base, step, out=out)
     if not np.isfinite(best).all():  # NaN windows match no tap; −∞ ones may match the padding
         places, first = _tap_places(g.size, g.kernel, g.stride, g.dilation, g.pad_before, g.out)  # (K, *out), (*out)
@@ -890,10 +912,9 @@ def _route(grad_output: Array, places: Array, g: ConvGeometry, out: Array) -> Ar
     rows = out.reshape(b * g.c, plane)  # (B, C, *size) -> (B·C, prod(size)), a view
     picks = places.reshape(b * g.c, -1)  # (B, C, *out) -> (B·C, P)
     values = grad_output.reshape(b * g.c, -1)
-    overlapping = any(s < d * (k - 1) + 1 for s, d, k in zip(g.stride, g.dilation, g.kernel, strict=True))
     nowhere = picks < 0
     starts = (np.arange(b * g.c) * plane)[:, None]  # each plane's first place in the chunk
-    if not overlapping and not nowhere.any():
+    if not _overlapping(g) and not nowhere.any():
         rows[...] = 0
         # one flat assignment (0.12 ms for LeNet's first pooling; put_along_axis 0.24)
         rows.reshape(-1)[(picks + starts).reshape(-1)] = values.reshape(-1)
