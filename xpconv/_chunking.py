@@ -43,8 +43,13 @@ CACHE_CHUNK_BYTES = 8 * 2**20
 # MiB) took 7.2 ms in the calling thread against 9.0 ms with its chunks on 2 workers.
 # A 1x1 convolution copies no patches but is all arithmetic: the bench's pointwise layer (0.8
 # GFLOP, 13 MiB of input) took 10.4 ms forward in one thread and 6.4 ms on two.
+# The arithmetic threshold sits between LeNet's largest call and the bench's mnist backward (both
+# gradients: two passes, counted so): a LeNet-5 step with its second layer's backward (58 MFLOP)
+# on 2 workers took 7.34 ms against 6.96 in the calling thread (alternating blocks), while the
+# mnist backward (64x1x28x28 -> 16, 5x5; 80 MFLOP) took 1.8-2.0 ms on 2 workers against 2.7-3.0
+# alone (in-step and isolated medians; this machine's spread is ±15%).
 PARALLEL_MIN_BYTES = 16 * 2**20
-PARALLEL_MIN_FLOPS = 1e8
+PARALLEL_MIN_FLOPS = 7e7
 DEVICE_WORKSPACE_SHARE = 4  # on CUDA: a quarter of the free memory ...
 MAX_DEVICE_WORKSPACE_BYTES = 16 * 2**30  # ... at most 16 GiB
 

@@ -483,7 +483,8 @@ def _convolution_backward(
             grad_x = xp.empty(x.shape, dtype=dtype if plan.on_cuda else acc)
             grad_w = xp.empty(weight.shape, dtype=acc)  # written by the chunks' sum
             grad_b = xp.empty(g.o, dtype=acc) if with_bias else None
-            chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp, flops=g.flops)
+            per_sample = _per_sample(plan, g, acc.itemsize, backward=True)
+            chunks = batch_chunks(g.n, per_sample, limit, xp, flops=2 * g.flops)  # two passes: both gradients
             _gemm_backward(xp, grad_output, x, w, grad_x, grad_w, grad_b, g, chunks, plan)
         else:
             grad_w, grad_b = weight_gradient(xp, grad_output, x, g, limit, plan, with_bias)
