@@ -43,13 +43,13 @@ CACHE_CHUNK_BYTES = 8 * 2**20
 # MiB) took 7.2 ms in the calling thread against 9.0 ms with its chunks on 2 workers.
 # A 1x1 convolution copies no patches but is all arithmetic: the bench's pointwise layer (0.8
 # GFLOP, 13 MiB of input) took 10.4 ms forward in one thread and 6.4 ms on two.
-# The arithmetic threshold sits between LeNet's largest call and the bench's mnist backward (both
-# gradients: two passes, counted so): a LeNet-5 step with its second layer's backward (58 MFLOP)
-# on 2 workers took 7.34 ms against 6.96 in the calling thread (alternating blocks), while the
-# mnist backward (64x1x28x28 -> 16, 5x5; 80 MFLOP) took 1.8-2.0 ms on 2 workers against 2.7-3.0
-# alone (in-step and isolated medians; this machine's spread is ±15%).
+# The arithmetic threshold: the bench's mnist layer (64x1x28x28 -> 16, 5x5: 40 MFLOP forward, 80
+# backward, both gradients counted) gained on 2 workers, 0.74 against 0.94 ms forward and 1.8-2.0
+# against 2.7-3.0 backward; LeNet-5's convolutions (14 and 29 MFLOP forward) were no faster on them
+# within a step, and its second layer's backward (58 MFLOP, the folded layout) slower, which
+# conv.py's _chunks keeps in the calling thread.
 PARALLEL_MIN_BYTES = 16 * 2**20
-PARALLEL_MIN_FLOPS = 7e7
+PARALLEL_MIN_FLOPS = 3e7
 DEVICE_WORKSPACE_SHARE = 4  # on CUDA: a quarter of the free memory ...
 MAX_DEVICE_WORKSPACE_BYTES = 16 * 2**30  # ... at most 16 GiB
 

@@ -240,14 +240,11 @@ def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, limit: int, plan: Con
     acc = compute_dtype(x.dtype)
     og, k = g.o // g.groups, g.c // g.groups * g.taps
     w_g = weight.reshape(g.groups, og, k)  # (O, Cg, *kernel) -> (G, Og, K)
+    chunks = _chunks(xp, plan, g, acc.itemsize, limit, backward=False)
     if plan.layout != "per-sample":
-        per_sample = _per_sample(plan, g, acc.itemsize, backward=False)
-        chunks = batch_chunks(g.n, per_sample, limit, xp, CACHE_CHUNK_BYTES, g.flops)
         folded = _gemm_forward_pointwise if plan.layout == "pointwise" else _gemm_forward_folded
         folded(xp, x, w_g, bias, y, g, chunks)
         return
-    per_sample = _scratch_per_sample(g, acc.itemsize, backward=False)
-    chunks = batch_chunks(g.n, per_sample, limit, xp, FORWARD_CACHE_BYTES, g.flops)
 
     def run(batch):
         b = batch.stop - batch.start
@@ -285,6 +282,20 @@ def _folded_scratch_per_sample(g: ConvGeometry, itemsize: int, backward: bool, o
     if not backward:
         return (padded + patches + g.o * pixels) * itemsize
     return (2 * padded + 2 * patches + g.o * pixels) * itemsize
+
+
+def _chunks(xp, plan: ConvPlan, g: ConvGeometry, itemsize: int, limit: int, backward: bool, passes: int = 1):
+    """The batch's chunks for the im2col path the plan takes (:func:`batch_chunks`): its scratch
+    per sample, near the cache target (the per-sample forward's own), and the arithmetic of
+    ``passes`` convolutions, by which a call shares its chunks among worker threads, except in the
+    folded layout on the CPU: one GEMM a chunk, whose split in two made a LeNet-5 step slower
+    (its second layer's backward, 58 MFLOP, on 2 workers: 7.63 ms a step against 7.23, alternating
+    blocks; 2-core machine) where the per-sample mnist layer's calls gain (:data:`PARALLEL_MIN_FLOPS`).
+    The folded layout still shares a call whose scratch reaches ``PARALLEL_MIN_BYTES`` (depthwise)."""
+    per_sample = _per_sample(plan, g, itemsize, backward)
+    cache = FORWARD_CACHE_BYTES if plan.layout == "per-sample" and not backward else CACHE_CHUNK_BYTES
+    flops = 0.0 if plan.layout == "folded" else passes * g.flops
+    return batch_chunks(g.n, per_sample, limit, xp, cache, flops)
 
 
 def _per_sample(plan: ConvPlan, g: ConvGeometry, itemsize: int, backward: bool) -> int:
@@ -483,8 +494,7 @@ def _convolution_backward(
             grad_x = xp.empty(x.shape, dtype=dtype if plan.on_cuda else acc)
             grad_w = xp.empty(weight.shape, dtype=acc)  # written by the chunks' sum
             grad_b = xp.empty(g.o, dtype=acc) if with_bias else None
-            per_sample = _per_sample(plan, g, acc.itemsize, backward=True)
-            chunks = batch_chunks(g.n, per_sample, limit, xp, flops=2 * g.flops)  # two passes: both gradients
+            chunks = _chunks(xp, plan, g, acc.itemsize, limit, backward=True, passes=2)  # both gradients
             _gemm_backward(xp, grad_output, x, w, grad_x, grad_w, grad_b, g, chunks, plan)
         else:
             grad_w, grad_b = weight_gradient(xp, grad_output, x, g, limit, plan, with_bias)
@@ -516,7 +526,7 @@ def input_gradient(
         if plan.input_gradient == "winograd":
             return cuda_winograd.input_gradient(xp, grad_output, weight, g, limit, bias)
         grad_x = xp.empty(g.input_shape, dtype=grad_output.dtype)
-        chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp, flops=g.flops)
+        chunks = _chunks(xp, plan, g, acc.itemsize, limit, backward=True)
         _gemm_backward(xp, grad_output, None, weight.astype(acc, copy=False), grad_x, None, None, g, chunks, plan, bias)
         return grad_x
     w = xp.ascontiguousarray(weight.astype(acc, copy=False))
@@ -527,7 +537,7 @@ def input_gradient(
     elif plan.input_gradient == "transposed" and g_t is not None:
         _gemm_forward(xp, grad_output, _flip_transpose(xp, w, g), None, grad_x, g_t, limit, plan)
     else:
-        chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp, flops=g.flops)
+        chunks = _chunks(xp, plan, g, acc.itemsize, limit, backward=True)
         _gemm_backward(xp, grad_output, None, w, grad_x, None, None, g, chunks, plan)
     if bias is not None:
         add_bias(xp, grad_x, bias.astype(acc, copy=False), 1, out=grad_x)
@@ -552,7 +562,7 @@ def weight_gradient(
     if plan.algorithm == "winograd":
         winograd_weight_gradient(xp, grad_output, x, grad_w, grad_b, g, limit)
     else:
-        chunks = batch_chunks(g.n, _per_sample(plan, g, acc.itemsize, backward=True), limit, xp, flops=g.flops)
+        chunks = _chunks(xp, plan, g, acc.itemsize, limit, backward=True)
         _gemm_backward(xp, grad_output, x, None, None, grad_w, grad_b, g, chunks, plan)
     return grad_w, grad_b
 
