@@ -2,6 +2,9 @@
 
 import gzip
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +149,26 @@ def test_train_command_lenet5_on_small_images_is_one_line(capsys):
     assert main(["train", "--model", "lenet5", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["xpconv train: LeNet-5 needs images of at least 12x12 pixels, got 8x8"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"MNIST t10k split not found at {MNIST_DIR}")
+def test_train_ab_script_compares_two_checkouts():
+    """``benchmarks/train_ab.sh`` (the README's before/after LeNet figures), one round with this
+    checkout on both sides: the same loss and accuracy, and a ratio printed from the two rates."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    argv = ["bash", str(root / "benchmarks" / "train_ab.sh"), str(root), str(root), str(MNIST_DIR), "1"]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    before, after, ratio = result.stdout.splitlines()
+    run = r"epoch 1: (loss [0-9.]+  test accuracy [0-9.]+%)  [0-9.]+ s  ([0-9,]+) images/s"
+    first, second = re.fullmatch("round 1 before: " + run, before), re.fullmatch("round 1 after:  " + run, after)
+    assert first and second, result.stdout
+    assert first[1] == second[1]  # the same loss and accuracy
+    printed = re.fullmatch(r"round 1: after/before ([0-9.]+)x", ratio)
+    assert printed, ratio
+    rates = [float(m[2].replace(",", "")) for m in (first, second)]
+    assert float(printed[1]) == pytest.approx(rates[1] / rates[0], abs=0.006)
+    bad = subprocess.run(["bash", str(root / "benchmarks" / "train_ab.sh"), str(root)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "usage: bash benchmarks/train_ab.sh BEFORE AFTER DATA [ROUNDS]" in bad.stderr
