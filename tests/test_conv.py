@@ -177,3 +177,29 @@ def test_folded_weight_gradient_in_either_orientation(rng, x_shape, w_shape, dty
     assert_close(grads.weight, dw, dtype, "weight")
     assert_close(grads.input, dx, dtype, "input")
     assert_close(grads.bias, db, dtype, "bias")
+
+
+@pytest.mark.parametrize("folded_max_pixels", [0, 100])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        pytest.param((2, 3, 9, 11, 4, 3, 4, (1, 2), (1, 2), (2, 1), 1), id="stride-1x2-dilated"),
+        pytest.param((3, 2, 7, 8, 5, 2, 3, 1, 0, (1, 2), 1), id="no-padding"),
+        pytest.param((2, 4, 8, 6, 4, 3, 3, (1, 3), 1, 1, 2), id="groups-stride-1x3"),
+    ],
+)
+def test_col2im_by_strips_matches_oracle(cfg, folded_max_pixels):
+    """col2im sums the leading axes' taps into strips first where those axes have stride 1 (any
+    stride and dilation along the last axis): the input gradient against the oracle, by either
+    CPU layout (the images first, or last in the folded one)."""
+    from xpconv import _patches, _plan
+    from xpconv._geometry import conv_geometry
+
+    x_shape, w_shape = (cfg[0], cfg[1], cfg[2], cfg[3]), (cfg[4], cfg[1] // cfg[10], cfg[5], cfg[6])
+    g = conv_geometry(x_shape, w_shape, None, stride=cfg[7], padding=cfg[8], dilation=cfg[9], groups=cfg[10])
+    assert _patches.strip_size(g) and not (g.stride == (1, 1) and g.o <= g.c)  # strips, and col2im's route
+    saved, _plan.FOLDED_MAX_PIXELS = _plan.FOLDED_MAX_PIXELS, folded_max_pixels
+    try:
+        check_against_oracle(np.random.default_rng(7), cfg, np.float64, algorithm="im2col")
+    finally:
+        _plan.FOLDED_MAX_PIXELS = saved

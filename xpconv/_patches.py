@@ -112,9 +112,45 @@ def col2im(xp: ModuleType, cols: Array, g: ConvGeometry, out: Array | None = Non
     shape = (g.c, *g.padded, b) if batch_last else (b, g.c, *g.padded)
     x_pad = xp.empty(shape, dtype=cols.dtype) if out is None else out
     x_pad[...] = 0
-    for offset in itertools.product(*map(range, g.kernel)):
-        x_pad[_at(g.window(offset), batch_last)] += cols[_at(offset, batch_last)]
+    if batch_last and strip_size(g):
+        _col2im_by_strips(xp, cols, g, x_pad)
+    else:
+        for offset in itertools.product(*map(range, g.kernel)):
+            x_pad[_at(g.window(offset), batch_last)] += cols[_at(offset, batch_last)]
     return x_pad[_at(g.interior(), batch_last)]
+
+
+def strip_size(g: ConvGeometry) -> int:
+    """The elements a sample's col2im strip holds (:func:`_col2im_by_strips`, the folded layout
+    with the images last), 0 where col2im adds tap by tap: other layouts, 1-D, or a stride above
+    1 on a leading axis (its windows are strided there too)."""
+    if not _images_last(g.pixels) or g.dims == 1 or any(s != 1 for s in g.stride[:-1]):
+        return 0
+    return g.c * math.prod(g.padded[:-1]) * g.out[-1]
+
+
+def _col2im_by_strips(xp: ModuleType, cols: Array, g: ConvGeometry, x_pad: Array) -> None:
+    """col2im's sum in the folded layout with the images last, (C, *kernel, *out, B) ->
+    ``x_pad`` (C, *padded, B): first over the leading axes' taps into a strip as wide as the
+    output's last axis, then the strip into ``x_pad`` once per tap of the last axis.  Where the
+    leading axes have stride 1 a leading tap's window in the strip is one contiguous run per
+    channel, where in ``x_pad`` it is a row per output row, and NumPy adds a strided window row by
+    row at about three times a contiguous add's cost.  LeNet's second layer (6 channels, 5×5 taps,
+    10×10 out, 60 images): col2im 0.44 -> 0.26 ms alone, its backward 1.04-1.32× faster in
+    alternating blocks.  With the images first the same order measured faster alone (a 32-image
+    chunk of the ``mnist`` layer, 0.49 -> 0.40 ms; 4×64×56×56 with 3×3 taps, 5.8 -> 3.8 ms) but
+    not within the call (the ``mnist`` backward 0.67-0.97× on 2 workers, equal on one), so it adds
+    tap by tap there.  The same additions in another order: deterministic, within rounding of the
+    tap-by-tap sum."""
+    every = slice(None)
+    strip = scratch(xp, "col2im_strip", (g.c, *g.padded[:-1], g.out[-1], x_pad.shape[-1]), x_pad.dtype)
+    for last in range(g.kernel[-1]):
+        strip[...] = 0
+        for lead in itertools.product(*map(range, g.kernel[:-1])):
+            window = g.window((*lead, last))
+            strip[_at((*window[:-1], every), True)] += cols[_at((*lead, last), True)]
+        last_window = g.window((0,) * (g.dims - 1) + (last,))[-1]
+        x_pad[_at((*[every] * (g.dims - 1), last_window), True)] += strip
 
 
 # --- the folded layout: the chunk's images side by side in the GEMMs' columns ------------------

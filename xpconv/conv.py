@@ -30,7 +30,16 @@ from ._cuda import direct as cuda_direct
 from ._cuda import winograd as cuda_winograd
 from ._geometry import ConvGeometry, conv_geometry, transposed_geometry
 from ._parallel import ChunkSum, blas_single_threaded, map_chunks
-from ._patches import channel_major, col2im, folded_col2im, folded_output, folded_patches, im2col, pad_input
+from ._patches import (
+    channel_major,
+    col2im,
+    folded_col2im,
+    folded_output,
+    folded_patches,
+    im2col,
+    pad_input,
+    strip_size,
+)
 from ._plan import ALGORITHMS, ConvPlan, conv_plan, winograd_applies
 from ._types import Algorithm, Array, Gradients, IntPair, IntTuple, Padding
 from ._winograd import winograd_forward, winograd_weight_gradient
@@ -275,13 +284,14 @@ def _gemm_forward(xp, x, weight, bias, y, g: ConvGeometry, limit: int, plan: Con
 def _folded_scratch_per_sample(g: ConvGeometry, itemsize: int, backward: bool, on_cuda: bool) -> int:
     """Bytes of scratch one sample needs in the folded layout: its patches and output-sized
     product (on the CPU also its padded copy); in the backward its output gradient's copy, the
-    patches and their gradient (on the CPU also the padded copy and its gradient)."""
+    patches and their gradient (on the CPU also the padded copy, its gradient and col2im's strip)."""
     pixels = g.pixels
     padded = 0 if on_cuda else g.c * math.prod(g.padded)  # the kernels fold the padding in
     patches = g.c * g.taps * pixels
     if not backward:
         return (padded + patches + g.o * pixels) * itemsize
-    return (2 * padded + 2 * patches + g.o * pixels) * itemsize
+    strip = 0 if on_cuda else strip_size(g)
+    return (2 * padded + strip + 2 * patches + g.o * pixels) * itemsize
 
 
 def _chunks(xp, plan: ConvPlan, g: ConvGeometry, itemsize: int, limit: int, backward: bool, passes: int = 1):
