@@ -12,15 +12,15 @@ if [ $# -lt 3 ]; then
     exit 2
 fi
 before="$(cd "$1" && pwd)" after="$(cd "$2" && pwd)" data="$(cd "$3" && pwd)" rounds="${4:-3}"
-run() {  # a checkout -> its images/s (the last number of the run's last line)
+run() {  # a checkout -> its run's last line
     (cd "$1" && PYTHONPATH="$1" python -m xpconv train --model lenet5 --data "$data" --epochs 1 --lr 0.01 \
         --seed 0 --quiet 2>&1 | tail -n 1)
 }
+rate() { echo "$1" | grep -oE '[0-9,]+ images/s' | tr -d ',' | cut -d' ' -f1; }  # a run's line -> its images/s
 for round in $(seq "$rounds"); do
     old="$(run "$before")"
     new="$(run "$after")"
     echo "round $round before: $old"
     echo "round $round after:  $new"
-    rate() { echo "$1" | grep -oE '[0-9,]+ images/s' | tr -d ',' | cut -d' ' -f1; }
     python -c "print(f'round $round: after/before {$(rate "$new")/$(rate "$old"):.2f}x')"
 done

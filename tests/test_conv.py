@@ -190,8 +190,8 @@ def test_folded_weight_gradient_in_either_orientation(rng, x_shape, w_shape, dty
 )
 def test_col2im_by_strips_matches_oracle(cfg, folded_max_pixels):
     """col2im sums the leading axes' taps into strips first where those axes have stride 1 (any
-    stride and dilation along the last axis): the input gradient against the oracle, by either
-    CPU layout (the images first, or last in the folded one)."""
+    stride and dilation along the last axis) and the folded layout puts the images last: the
+    input gradient against the oracle, there and, with a GEMM per image forced, tap by tap."""
     from xpconv import _patches, _plan
     from xpconv._geometry import conv_geometry
 

@@ -64,7 +64,7 @@ def test_max_unpool_sizes_and_checks(rng):
 def test_max_pool_indices_are_checked(rng):
     x = random_array(rng, (2, 3, 6, 6))
     y, indices = xpconv.max_pool2d(x, 2, return_indices=True)
-    go = np.ones_like(y)
+    go = random_array(rng, y.shape)
     with pytest.raises(TypeError, match="indices must be int64"):
         xpconv.max_pool2d_backward(go, x, 2, indices=indices.astype(np.int32))
     with pytest.raises(ValueError, match=r"indices must have the forward output's shape \(2, 3, 3, 3\)"):

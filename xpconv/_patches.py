@@ -137,12 +137,12 @@ def _col2im_by_strips(xp: ModuleType, cols: Array, g: ConvGeometry, x_pad: Array
     leading axes have stride 1 a leading tap's window in the strip is one contiguous run per
     channel, where in ``x_pad`` it is a row per output row, and NumPy adds a strided window row by
     row at about three times a contiguous add's cost.  LeNet's second layer (6 channels, 5×5 taps,
-    10×10 out, 60 images): col2im 0.44 -> 0.26 ms alone, its backward 1.10× faster (median of
-    20 alternating blocks, 0.95-1.32).  With the images first the same order measured faster alone (a 32-image
-    chunk of the ``mnist`` layer, 0.49 -> 0.40 ms; 4×64×56×56 with 3×3 taps, 5.8 -> 3.8 ms) but
-    not within the call (the ``mnist`` backward 0.67-0.97× on 2 workers, equal on one), so it adds
-    tap by tap there.  The same additions in another order: deterministic, within rounding of the
-    tap-by-tap sum."""
+    10×10 out, 60 images): col2im 0.44 -> 0.26 ms alone, its backward 1.10× faster (median of 20
+    alternating blocks, 0.95-1.32).  With the images first the same order measured faster alone
+    (a 32-image chunk of the ``mnist`` layer, 0.49 -> 0.40 ms; 4×64×56×56 with 3×3 taps, 5.8 ->
+    3.8 ms) but not within the call (the ``mnist`` backward 0.67-0.97× on 2 workers, equal on one),
+    so it adds tap by tap there.  The same additions in another order: deterministic, within
+    rounding of the tap-by-tap sum."""
     every = slice(None)
     strip = scratch(xp, "col2im_strip", (g.c, *g.padded[:-1], g.out[-1], x_pad.shape[-1]), x_pad.dtype)
     for last in range(g.kernel[-1]):
