@@ -13,7 +13,7 @@ avoid the copies but cannot be proven here without a GPU).
 A failure on one rank must never leave the others waiting in a collective: :func:`abort_on_error`
 turns an exception on any rank into ``MPI_Abort``, which ends the whole job.  Nor may a rank that
 hangs (stopped, swapped out, a dead node that keeps its socket open): every collective of a step
-is non-blocking (``Iallreduce``, ``Ibcast``, ``Ibarrier`` before the few object collectives),
+is non-blocking (``Iallreduce``, ``Ibcast``, and ``Iallgather``/``Iallgatherv`` for the few objects),
 polled against a deadline, ``timeout`` seconds (default :data:`DEFAULT_TIMEOUT_S`), past which
 the waiting rank raises :class:`CollectiveTimeout` naming what it waited for, and so aborts the job.
 """
@@ -90,10 +90,20 @@ class Communicator:
         """Every rank reaches this point (or :class:`CollectiveTimeout`): before a blocking collective."""
         self._wait(self.comm.Ibarrier(), what)
 
-    def gather(self, value: Any, what: str) -> list[Any] | None:
-        """``value`` from every rank at rank 0 (``None`` elsewhere), after a deadline-bound barrier."""
-        self.barrier(what)
-        return self.comm.gather(value, root=0)
+    def allgather(self, value: Any, what: str) -> list[Any]:
+        """``value`` from every rank, in rank order, on every rank: pickled as mpi4py's object
+        collectives pickle, the sizes and then the bytes exchanged by deadline-bound ``Iallgather``
+        and ``Iallgatherv``.  (A barrier before a blocking ``gather`` left a window: a rank stopped
+        between the two kept the others in the gather for good, seen once in CI.)"""
+        data = np.frombuffer(self.mpi.pickle.dumps(value), dtype=np.uint8)
+        sizes = np.empty(self.size, dtype=np.int64)
+        self._wait(self.comm.Iallgather(np.array([data.size], dtype=np.int64), sizes), what)
+        everything = np.empty(int(sizes.sum()), dtype=np.uint8)
+        self._wait(self.comm.Iallgatherv(data, [everything, sizes.tolist()]), what)
+        ends = np.cumsum(sizes)
+        return [
+            self.mpi.pickle.loads(everything[end - size : end].tobytes()) for size, end in zip(sizes, ends, strict=True)
+        ]
 
     def maximum(self, value: int) -> int:
         """The largest ``value`` over the ranks (a stop request: every rank stops at the same step)."""
@@ -107,14 +117,13 @@ class Communicator:
         """Compare ``description`` (hyperparameters, parameter shapes and dtypes, data sizes) with
         rank 0's; on any difference every rank raises :class:`ConfigurationMismatch` with one line
         naming the first rank and key that differ."""
-        self.barrier("the start")
-        reference = self.comm.bcast(description, root=0)
+        reference = self.allgather(description, "the start")[0]
         differences = [k for k in sorted(set(reference) | set(description)) if reference.get(k) != description.get(k)]
         mine = None
         if differences:
             key = differences[0]
             mine = f"rank {self.rank} has {key}={description.get(key)!r} but rank 0 has {reference.get(key)!r}"
-        reports = [r for r in self.comm.allgather(mine) if r is not None]
+        reports = [r for r in self.allgather(mine, "the start") if r is not None]
         if reports:
             more = f" (and {len(reports) - 1} more rank(s) differ)" if len(reports) > 1 else ""
             raise ConfigurationMismatch(f"ranks were started differently: {reports[0]}{more}")
@@ -177,7 +186,7 @@ class Communicator:
             f"rank {self.rank}: {workers} xpconv worker(s), {blas_text} "
             f"({local_size} rank(s) share this machine's {available_cores()} core(s))"
         )
-        return "\n".join(self.comm.allgather(mine))
+        return "\n".join(self.allgather(mine, "the start"))
 
     def abort(self, code: int = 1) -> None:
         self.comm.Abort(code)

@@ -271,7 +271,7 @@ def fit(
     def save(epoch: int, step: int, shuffle: dict[str, Any], epoch_loss: float, epoch_batches: int) -> None:
         assert checkpoint is not None
         mine = [layer.rng_state() for layer in dropouts]
-        every_rank = [mine] if communicator is None else communicator.gather(mine, "a checkpoint")
+        every_rank = [mine] if communicator is None else communicator.allgather(mine, "a checkpoint")
         if lead:
             training = dict(epoch=epoch, step=step, shuffle=shuffle, dropout=every_rank, epoch_loss=epoch_loss,
                             epoch_batches=epoch_batches, history=[asdict(h) for h in history])  # fmt: skip

@@ -136,7 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except (DeviceUnavailableError, ValueError, OSError, ModuleNotFoundError) as exc:
         error = exc
     if communicator is not None:
-        reports = communicator.comm.allgather(None if error is None else str(error))
+        reports = communicator.allgather(None if error is None else str(error), "the start")
         failed = [(r, e) for r, e in enumerate(reports) if e is not None]
         if failed:
             r, e = failed[0]
